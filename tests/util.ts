@@ -1,0 +1,91 @@
+/** Test helpers: the poisoned test device, fresh random inputs, float64 comparisons, finite differences. */
+import { getGpu, type Gpu } from "../src/gpu/context.ts";
+
+/** The process's GPU with output poisoning on: every new tensor starts as NaN. */
+export async function testGpu(): Promise<Gpu> {
+  const gpu = await getGpu();
+  gpu.poison = true;
+  return gpu;
+}
+
+/** A fresh seed per call (printed by failing assertions so a failure can be replayed). */
+export function freshSeed(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+/** Deterministic host PRNG (mulberry32) for test inputs. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n uniform values in [lo, hi), as float32-representable float64s. */
+export function randArray(n: number, seed: number, lo = -1, hi = 1): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.fround(lo + (hi - lo) * r());
+  return out;
+}
+
+export function randn(n: number, seed: number): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - r(), v = r();
+    out[i] = Math.fround(Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v));
+  }
+  return out;
+}
+
+/** ||out - ref|| / ||ref||; NaN anywhere in `out` gives Infinity. */
+export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) throw new Error(`length ${out.length} vs reference ${ref.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) return Infinity;
+    num += (out[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+export function assertClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
+  const e = relErr(out, ref);
+  if (!(e < tol)) throw new Error(`${what}: relative error ${e.toExponential(3)} >= ${tol}`);
+}
+
+/**
+ * Central finite differences of L(x) = sum(dy * f(x)) with respect to x, in float64.
+ * `f` is the float64 reference forward.
+ */
+export function finiteDiff(
+  f: (x: Float64Array) => ArrayLike<number>,
+  x: Float64Array,
+  dy: ArrayLike<number>,
+  h = 1e-6,
+): Float64Array {
+  const g = new Float64Array(x.length);
+  const xp = Float64Array.from(x);
+  const dot = (y: ArrayLike<number>) => {
+    let s = 0;
+    for (let i = 0; i < y.length; i++) s += dy[i] * y[i];
+    return s;
+  };
+  for (let i = 0; i < x.length; i++) {
+    xp[i] = x[i] + h;
+    const a = dot(f(xp));
+    xp[i] = x[i] - h;
+    const b = dot(f(xp));
+    xp[i] = x[i];
+    g[i] = (a - b) / (2 * h);
+  }
+  return g;
+}
+
+export const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
