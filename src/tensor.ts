@@ -111,10 +111,13 @@ export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
   let result: T;
   try {
     result = await fn();
-  } finally {
-    if (scopes.length !== depth) throw new Error("scopeAsync: scopes were interleaved");
+  } catch (e) {
     scopes.pop();
+    for (const t of mine) t.dispose();
+    throw e;
   }
+  if (scopes.length !== depth) throw new Error("scopeAsync: scopes were interleaved");
+  scopes.pop();
   const keep = new Set<Tensor>();
   collect(result, keep);
   const parent = scopes[scopes.length - 1];
