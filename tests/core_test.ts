@@ -7,7 +7,7 @@ import { wgsl } from "../src/gpu/template.ts";
 
 const gpu = await testGpu();
 
-// two tiny ops for exercising the tape; the real op set lives in src/autodiff/ops.ts
+// two tiny ops for exercising the tape; the real op set lives in src/autodiff/elementwise.ts
 const mulv = (a: Var, b: Var): Var =>
   record("mul", map(gpu, "mul", "x0 * x1", [a.value, b.value]), [a, b], (g) => [
     map(gpu, "mul", "x0 * x1", [g, b.value]),
