@@ -101,3 +101,23 @@ Deno.test("checkpoint: identical gradient, memory of a 20-step chain within 2x o
   }
   console.log(`peak live bytes: 1 step ${one.peak}, 20 steps checkpointed ${ck.peak}, plain ${plain.peak}`);
 });
+
+Deno.test("device errors surface as GpuOpError naming the kernel at the next read", async () => {
+  const { GpuOpError } = await import("../src/gpu/errors.ts");
+  // a shader that does not compile: the error names the kernel key
+  const bad = gpu.kernel("broken_kernel_for_test", () => "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }");
+  const t = gpu.zeros([4]);
+  gpu.dispatch(bad, [], 1);
+  let caught: unknown = null;
+  try {
+    await gpu.read(t);
+  } catch (e) {
+    caught = e;
+  }
+  if (!(caught instanceof GpuOpError) || !/broken_kernel_for_test/.test(caught.message)) {
+    throw new Error(`expected a GpuOpError naming the kernel, got ${caught}`);
+  }
+  // the device keeps working afterwards
+  const ok = await gpu.read(gpu.tensor([1, 2, 3]));
+  if (ok[2] !== 3) throw new Error("device unusable after an error");
+});

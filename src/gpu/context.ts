@@ -69,7 +69,7 @@ export class Gpu {
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
   private pendingLabels: string[] = [];
-  private errorChecks: Promise<void>[] = [];
+  private errorChecks: Promise<GpuOpError | null>[] = [];
   private readStaging: GPUBuffer | null = null;
 
   constructor(readonly device: GPUDevice, readonly adapter: AdapterFacts) {
@@ -286,18 +286,22 @@ export class Gpu {
   }
 
   private watch(p: Promise<GPUError | null>, what: string): void {
-    this.errorChecks.push(p.then((e) => {
-      if (e) {
+    // record the outcome instead of keeping a rejected promise, which Deno would report as unhandled
+    this.errorChecks.push(p.then(
+      (e) => {
+        if (!e) return null;
         const kind = e.constructor?.name === "GPUOutOfMemoryError" ? "out-of-memory" : "validation";
-        throw new GpuOpError(what, kind, e.message.split("\n").slice(0, 4).join(" "));
-      }
-    }));
+        return new GpuOpError(what, kind, e.message.split("\n").slice(0, 4).join(" "));
+      },
+      (e) => new GpuOpError(what, "internal", String(e)),
+    ));
   }
 
   private async checkErrors(): Promise<void> {
     const checks = this.errorChecks;
     this.errorChecks = [];
-    await Promise.all(checks);
+    const first = (await Promise.all(checks)).find((e) => e !== null);
+    if (first) throw first;
   }
 }
 
