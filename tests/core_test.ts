@@ -121,3 +121,11 @@ Deno.test("device errors surface as GpuOpError naming the kernel at the next rea
   const ok = await gpu.read(gpu.tensor([1, 2, 3]));
   if (ok[2] !== 3) throw new Error("device unusable after an error");
 });
+
+Deno.test("reads in flight together are serialised", async () => {
+  const ts = [1, 2, 3, 4].map((v) => gpu.tensor(new Float32Array(1000).fill(v)));
+  const outs = await Promise.all(ts.map((t) => gpu.read(t)));
+  outs.forEach((o, i) => {
+    if (o[999] !== i + 1) throw new Error(`read ${i} returned ${o[999]}`);
+  });
+});

@@ -2,8 +2,10 @@
  * Gradient checkpointing: `checkpoint(fn, inputs)` runs a segment (one UNet call, one reverse step)
  * without keeping its activations, and records one node whose backward recomputes the segment with
  * gradients on and backpropagates through it. Memory for a chain of N checkpointed segments is the N
- * segment inputs plus one segment's activations; the gradient is bit-identical to the plain one because
- * every kernel is deterministic and random draws are keyed by explicit counters, not by call order.
+ * segment inputs plus one segment's activations. The gradient is bit-identical to the plain one when each
+ * segment input is used only inside its segment: every kernel is deterministic and random draws are keyed
+ * by explicit counters, not by call order. (An input also used outside the segment receives the same
+ * gradient summed in another order, equal up to float rounding: wrap the whole step, as the samplers do.)
  *
  * Parameters used inside `fn` (closed over, not passed in `inputs`) receive their gradients during the
  * recomputation, directly into their `grad`.

@@ -34,7 +34,9 @@ export function linearSchedule(T = 1000, betaStart = 1e-4, betaEnd = 0.02): Sche
  * purifier makes steps + 1 network evaluations (the paper calls [100, 90, ..., 0] "NFE 10").
  */
 export function reverseTimesteps(tStar: number, steps: number): number[] {
-  if (!(Number.isInteger(tStar) && tStar >= 1)) throw new RangeError(`t* must be a positive integer, got ${tStar}`);
+  if (!(Number.isInteger(tStar) && tStar >= 1)) {
+    throw new RangeError(`t* must be a positive integer, got ${tStar}`);
+  }
   if (!(Number.isInteger(steps) && steps >= 1 && tStar % steps === 0)) {
     throw new RangeError(`steps must be a positive divisor of t* (${tStar}), got ${steps}`);
   }
@@ -43,3 +45,20 @@ export function reverseTimesteps(tStar: number, steps: number): number[] {
   for (let t = tStar; t >= 0; t -= d) ts.push(t);
   return ts;
 }
+
+/**
+ * The timesteps for generation from pure noise in `steps` strides, as diffusers' `set_timesteps(steps)`
+ * with the default "leading" spacing and steps_offset 0: step_ratio = T // steps, timesteps =
+ * arange(0, steps) * step_ratio reversed, i.e. [(steps - 1) r, ..., r, 0]. The last step goes to the
+ * clean image (abar_prev = 1), as diffusers does for a negative previous timestep.
+ */
+export function generationTimesteps(T: number, steps: number): number[] {
+  if (!(Number.isInteger(steps) && steps >= 1 && steps <= T)) {
+    throw new RangeError(`steps must be an integer in [1, ${T}], got ${steps}`);
+  }
+  const ratio = Math.floor(T / steps);
+  return Array.from({ length: steps }, (_, k) => (steps - 1 - k) * ratio);
+}
+
+/** The project's schedule: T = 1000, linear betas from 1e-4 to 0.02 (DDPM, diffusers' default). */
+export const DEFAULT_SCHEDULE: Schedule = linearSchedule();

@@ -236,7 +236,16 @@ export class Gpu {
     return new Int32Array(await this.readBytes(t));
   }
 
-  private async readBytes(t: Tensor): Promise<ArrayBuffer> {
+  /** Reads share one staging buffer, so they are serialised. */
+  private readQueue: Promise<unknown> = Promise.resolve();
+
+  private readBytes(t: Tensor): Promise<ArrayBuffer> {
+    const run = this.readQueue.then(() => this.readNow(t));
+    this.readQueue = run.catch(() => {});
+    return run;
+  }
+
+  private async readNow(t: Tensor): Promise<ArrayBuffer> {
     const bytes = t.bytes;
     if (!this.readStaging || this.readStaging.size < bytes) {
       this.readStaging?.destroy();
