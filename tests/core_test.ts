@@ -129,3 +129,19 @@ Deno.test("reads in flight together are serialised", async () => {
     if (o[999] !== i + 1) throw new Error(`read ${i} returned ${o[999]}`);
   });
 });
+
+Deno.test("fill and zeros work past the maximum storage binding size", async () => {
+  const maxBinding = gpu.adapter.limits.maxStorageBufferBindingSize;
+  const n = maxBinding / 4 + 1000; // just past one binding
+  if (n * 4 > gpu.adapter.limits.maxBufferSize) return; // adapter cannot hold it: nothing to check
+  const t = gpu.empty([n]);
+  gpu.fill(t, 2.5);
+  // read the last values (past the first binding) through a command-ordered copy
+  const small = gpu.empty([1000]);
+  const { Tensor } = await import("../src/tensor.ts");
+  gpu.copy(new Tensor(gpu, t.buffer, [1000], "f32", (n - 1000) * 4, false), small);
+  const out = await gpu.read(small);
+  if (out.some((v) => v !== 2.5)) throw new Error("fill missed the part past the first binding");
+  t.dispose();
+  small.dispose();
+});

@@ -171,8 +171,14 @@ export class Gpu {
   }
 
   private fillBits(t: Tensor, bits: number): void {
-    const k = this.kernel(`fill:${t.size}:${bits}`, () => wgsl(fillSource, { N: t.size, BITS: bits >>> 0 }));
-    this.dispatch(k, [t], Math.ceil(t.size / 64));
+    // bind at most maxStorageBufferBindingSize bytes at a time (128 MiB on llvmpipe), in aligned chunks
+    const maxBinding = this.adapter.limits.maxStorageBufferBindingSize ?? 1 << 27;
+    const chunk = Math.floor(maxBinding / 4 / 256) * 256;
+    for (let start = 0; start < t.size; start += chunk) {
+      const n = Math.min(chunk, t.size - start);
+      const k = this.kernel(`fill:${n}:${bits}`, () => wgsl(fillSource, { N: n, BITS: bits >>> 0 }));
+      this.dispatch(k, [{ buffer: t.buffer, offset: t.offset + start * 4, size: n * 4 }], Math.ceil(n / 64));
+    }
   }
 
   /** A tensor holding `data` (float32 unless the typed array says otherwise). */
