@@ -105,7 +105,10 @@ Deno.test("checkpoint: identical gradient, memory of a 20-step chain within 2x o
 Deno.test("device errors surface as GpuOpError naming the kernel at the next read", async () => {
   const { GpuOpError } = await import("../src/gpu/errors.ts");
   // a shader that does not compile: the error names the kernel key
-  const bad = gpu.kernel("broken_kernel_for_test", () => "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }");
+  const bad = gpu.kernel(
+    "broken_kernel_for_test",
+    () => "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+  );
   const t = gpu.zeros([4]);
   gpu.dispatch(bad, [], 1);
   let caught: unknown = null;

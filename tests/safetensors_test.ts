@@ -1,4 +1,10 @@
-import { encodeSafetensors, parseSafetensors, readSafetensors, SafetensorsError, writeSafetensors } from "../src/io/safetensors.ts";
+import {
+  encodeSafetensors,
+  parseSafetensors,
+  readSafetensors,
+  SafetensorsError,
+  writeSafetensors,
+} from "../src/io/safetensors.ts";
 
 function expectError(fn: () => unknown, pattern: RegExp): void {
   try {
@@ -14,7 +20,10 @@ Deno.test("safetensors: round trip with metadata, atomic write leaves no temp fi
   const dir = await Deno.makeTempDir();
   const a = Float32Array.from({ length: 24 }, (_, i) => i * 0.5 - 3);
   const b = Float32Array.of(Math.PI);
-  await writeSafetensors(`${dir}/w.safetensors`, [["z.b", { shape: [1], data: b }], ["a.w", { shape: [2, 3, 4], data: a }]], {
+  await writeSafetensors(`${dir}/w.safetensors`, [["z.b", { shape: [1], data: b }], ["a.w", {
+    shape: [2, 3, 4],
+    data: a,
+  }]], {
     step: "7",
   });
   const f = await readSafetensors(`${dir}/w.safetensors`);

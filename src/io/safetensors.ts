@@ -35,7 +35,9 @@ function f16ToF32(h: number): number {
 
 /** Parse safetensors bytes; `file` names the source in errors. */
 export function parseSafetensors(bytes: Uint8Array, file = "safetensors"): SafetensorsFile {
-  if (bytes.length < 8) throw new SafetensorsError(file, `too short (${bytes.length} bytes) to hold a header`);
+  if (bytes.length < 8) {
+    throw new SafetensorsError(file, `too short (${bytes.length} bytes) to hold a header`);
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
   if (headerLen > bytes.length - 8) {
@@ -137,7 +139,10 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new SafetensorsError(path, e instanceof Deno.errors.NotFound ? "file not found" : (e as Error).message);
+    throw new SafetensorsError(
+      path,
+      e instanceof Deno.errors.NotFound ? "file not found" : (e as Error).message,
+    );
   }
   return parseSafetensors(bytes, path);
 }

@@ -1,0 +1,75 @@
+/**
+ * How failures reach the user: every error becomes ONE line on stderr and a non-zero exit code chosen by
+ * its type, so scripts can tell "no GPU" from "bad arguments" from a bug. Stack traces only with
+ * ADDT_DEBUG=1, because a trace is noise for a user whose machine simply has no adapter.
+ */
+import { GpuOpError, NoAdapterError, ShapeError } from "../gpu/errors.ts";
+
+/** Exit codes, stable for scripts. */
+export const ExitCode = {
+  ok: 0,
+  unexpected: 1,
+  usage: 2,
+  noAdapter: 3,
+  gpu: 4,
+  notImplemented: 5,
+} as const;
+
+/** A subcommand that later work will fill in. */
+export class NotImplementedError extends Error {
+  override readonly name = "NotImplementedError";
+  constructor(readonly command: string) {
+    super(`'${command}' is not implemented yet`);
+  }
+}
+
+/** Bad arguments that the parser could not catch (values out of range, missing files...). */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** What the CLI does with a failure: the one line to print and the exit code. */
+export interface CliFailure {
+  readonly line: string;
+  readonly exitCode: number;
+  /** Kept for ADDT_DEBUG=1 only. */
+  readonly cause: unknown;
+}
+
+/** The first line of a message, trimmed, so multi-line driver messages stay one line. */
+const firstLine = (s: string): string => s.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
+
+export function toFailure(e: unknown): CliFailure {
+  const message = e instanceof Error ? firstLine(e.message) : firstLine(String(e));
+  const line = (text: string) => `addt: ${text}`;
+  if (e instanceof NoAdapterError) return { line: line(message), exitCode: ExitCode.noAdapter, cause: e };
+  if (e instanceof GpuOpError) return { line: line(message), exitCode: ExitCode.gpu, cause: e };
+  if (e instanceof NotImplementedError) {
+    return { line: line(message), exitCode: ExitCode.notImplemented, cause: e };
+  }
+  if (e instanceof UsageError || e instanceof ShapeError) {
+    return { line: line(message), exitCode: ExitCode.usage, cause: e };
+  }
+  const name = e instanceof Error ? e.name : "error";
+  return {
+    line: line(`unexpected ${name}: ${message} (run with ADDT_DEBUG=1 for a stack trace)`),
+    exitCode: ExitCode.unexpected,
+    cause: e,
+  };
+}
+
+/** Print a failure the way the CLI promises: one line, plus the trace only when debugging. */
+export function reportFailure(f: CliFailure): void {
+  console.error(f.line);
+  if (debugging() && f.cause instanceof Error && f.cause.stack) {
+    console.error(f.cause.stack);
+  }
+}
+
+function debugging(): boolean {
+  try {
+    return Deno.env.get("ADDT_DEBUG") === "1";
+  } catch {
+    return false; // no --allow-env: not debugging
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The `addt` command line: subcommands parsed by commander, each action a TaskEither flow whose Left
+ * becomes one line on stderr and a typed exit code (see errors.ts). `main` returns the exit code instead of
+ * exiting so tests and other tools can call it.
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { pipe } from "fp-ts/function.js";
+import * as T from "fp-ts/Task.js";
+import * as TE from "fp-ts/TaskEither.js";
+import { ExitCode, NotImplementedError, reportFailure, toFailure } from "./errors.ts";
+import { info } from "./info.ts";
+
+/** Subcommands that later work adds; they exist now so `--help` shows the whole tool. */
+const PLANNED: readonly (readonly [string, string])[] = [
+  ["train-classifier", "train the classifier that attacks target and purification protects"],
+  ["train-ddpm", "train the diffusion model used for purification"],
+  ["sample", "sample images from a trained diffusion model"],
+  ["eval", "evaluate robust accuracy under attack, with and without purification"],
+  ["finetune", "fine-tune the diffusion model for purification"],
+];
+
+/** Run a command's flow: print its output, or its failure as one line; give the exit code. */
+const runFlow = (flow: TE.TaskEither<unknown, string>): T.Task<number> =>
+  pipe(
+    flow,
+    TE.match(
+      (e) => {
+        const f = toFailure(e);
+        reportFailure(f);
+        return f.exitCode;
+      },
+      (out) => {
+        if (out !== "") console.log(out);
+        return ExitCode.ok;
+      },
+    ),
+  );
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command("addt")
+    .description("diffusion-based adversarial purification on WebGPU")
+    .exitOverride()
+    .showHelpAfterError("(run addt --help for the list of commands)");
+
+  program
+    .command("info")
+    .description("show the WebGPU adapter, its limits and features, and the Deno version")
+    .option("--json", "machine-readable output")
+    .action(async (opts) => setExit(await runFlow(info(opts))()));
+
+  for (const [name, description] of PLANNED) {
+    program
+      .command(name)
+      .description(`${description} (not implemented yet)`)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(async () => setExit(await runFlow(TE.left(new NotImplementedError(name)))()));
+  }
+  return program;
+}
+
+/** Parse `args` (without the program name) and run the chosen command; resolves to the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  let code: number = ExitCode.ok;
+  const program = buildProgram((c) => (code = c));
+  try {
+    await program.parseAsync([...args], { from: "user" });
+  } catch (e) {
+    // commander has already printed its own one-line message (or the help) for these
+    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    const f = toFailure(e);
+    reportFailure(f);
+    return f.exitCode;
+  }
+  return code;
+}

@@ -1,0 +1,237 @@
+/**
+ * `addt train-classifier` and `addt train-ddpm`: flags -> validated settings -> the training pipelines of
+ * src/train/pipeline.ts -> one report, or one error line and a non-zero exit code.
+ *
+ * Flags carry no commander defaults: the defaults live in src/train/settings.ts (shown in --help), and the
+ * flags actually given are the "explicit" settings that a resumed run must agree with.
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import * as E from "fp-ts/Either.js";
+import { pipe } from "fp-ts/function.js";
+import * as TE from "fp-ts/TaskEither.js";
+import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { DataError } from "../data/errors.ts";
+import { SafetensorsError } from "../io/safetensors.ts";
+import { ParamLoadError } from "../nn/model_io.ts";
+import { TrainingDivergedError, TrainSetupError } from "../train/errors.ts";
+import { formatReport, trainClassifier, trainDdpm, type TrainReport } from "../train/pipeline.ts";
+import {
+  classifierDefaults,
+  type ClassifierSettings,
+  DATASETS,
+  ddpmDefaults,
+  type DdpmSettings,
+  type TrainSettings,
+} from "../train/settings.ts";
+
+type Parse = (v: string, flag: string) => E.Either<string, unknown>;
+
+const fail = (flag: string, want: string, v: string) => E.left(`${flag} expects ${want}, got "${v}"`);
+const number: Parse = (v, f) =>
+  v.trim() !== "" && Number.isFinite(Number(v)) ? E.right(Number(v)) : fail(f, "a number", v);
+const integer: Parse = (v, f) =>
+  /^\d+$/.test(v.trim()) ? E.right(Number(v)) : fail(f, "a non-negative integer", v);
+const text: Parse = (v) => E.right(v);
+const oneOf = (xs: readonly string[]): Parse => (v, f) =>
+  xs.includes(v) ? E.right(v) : fail(f, xs.join(" | "), v);
+const numberOrNone: Parse = (v, f) => v === "none" ? E.right(null) : number(v, f);
+const integers: Parse = (v, f) =>
+  v === "none"
+    ? E.right([])
+    : v.split(",").every((x) => /^\d+$/.test(x.trim()))
+    ? E.right(v.split(",").map(Number))
+    : fail(f, "integers a,b,...", v);
+const pair: Parse = (v, f) => {
+  const xs = v.split(",").map(Number);
+  return xs.length === 2 && xs.every(Number.isFinite) ? E.right(xs) : fail(f, "two numbers a,b", v);
+};
+
+/** A flag: commander's spelling, the settings key it sets (commander's camelCase name) and its parser. */
+interface Flag {
+  flag: string;
+  help: string;
+  parse: Parse | null; // null: a boolean switch
+}
+
+const COMMON: Flag[] = [
+  {
+    flag: "--out <dir>",
+    help: "output folder: checkpoints, run.json, train.jsonl, final weights (required)",
+    parse: text,
+  },
+  { flag: "--dataset <name>", help: DATASETS.join(" | "), parse: oneOf(DATASETS) },
+  { flag: "--data-dir <dir>", help: "folder with the dataset's files (required for cifar10)", parse: text },
+  { flag: "--steps <n>", help: "training steps", parse: integer },
+  { flag: "--epochs <n>", help: "training epochs (instead of --steps)", parse: integer },
+  { flag: "--batch-size <n>", help: "images per step", parse: integer },
+  { flag: "--lr <x>", help: "learning rate", parse: number },
+  { flag: "--warmup <n>", help: "linear learning-rate warmup steps", parse: integer },
+  {
+    flag: "--lr-drop-epochs <a,b>",
+    help: "epochs at which the learning rate drops (none: never)",
+    parse: integers,
+  },
+  { flag: "--lr-drop-factor <x>", help: "factor of each drop", parse: number },
+  { flag: "--weight-decay <x>", help: "decoupled weight decay", parse: number },
+  { flag: "--grad-clip <x|none>", help: "clip the global gradient norm", parse: numberOrNone },
+  { flag: "--adam-betas <b1,b2>", help: "AdamW betas", parse: pair },
+  { flag: "--adam-eps <x>", help: "AdamW epsilon", parse: number },
+  { flag: "--seed <n>", help: "seed of the weights, data order and random draws", parse: integer },
+  { flag: "--resume", help: "continue the run in --out from its last checkpoint", parse: null },
+  { flag: "--log-every <n>", help: "steps between log lines (loss read back from the GPU)", parse: integer },
+  { flag: "--checkpoint-every <n>", help: "steps between checkpoints", parse: integer },
+  { flag: "--keep <n>", help: "checkpoints kept on disk", parse: integer },
+];
+
+const DDPM: Flag[] = [
+  {
+    flag: "--config <name|file>",
+    help: "UNet config: mnist | cifar10 | a JSON file (default: the dataset's)",
+    parse: text,
+  },
+  { flag: "--timesteps <n>", help: "diffusion steps T", parse: integer },
+  { flag: "--beta-start <x>", help: "first beta of the linear schedule", parse: number },
+  { flag: "--beta-end <x>", help: "last beta of the linear schedule", parse: number },
+  { flag: "--ema-max-decay <x>", help: "EMA decay ceiling", parse: number },
+  { flag: "--ema-inv-gamma <x>", help: "EMA warmup inv_gamma", parse: number },
+  { flag: "--ema-power <x>", help: "EMA warmup power", parse: number },
+  { flag: "--dropout <x>", help: "resnet dropout (default: the model config's, 0.1)", parse: number },
+];
+
+const CLASSIFIER: Flag[] = [
+  {
+    flag: "--config <name|file>",
+    help: "classifier config: cnn | wrn-28-10 | wrn-16-4 | a JSON file (default: the dataset's)",
+    parse: text,
+  },
+  { flag: "--optimizer <name>", help: "adamw | sgd", parse: oneOf(["adamw", "sgd"]) },
+  { flag: "--momentum <x>", help: "SGD momentum", parse: number },
+  { flag: "--nesterov", help: "SGD with Nesterov momentum", parse: null },
+  { flag: "--eval-every <n>", help: "steps between test evaluations (0: only at the end)", parse: integer },
+  { flag: "--eval-limit <n>", help: "test images of a periodic evaluation", parse: integer },
+  { flag: "--eval-batch-size <n>", help: "images per evaluation batch", parse: integer },
+  { flag: "--flip", help: "random horizontal flips", parse: null },
+];
+
+/** commander's attribute name of a flag: "--data-dir <dir>" -> "dataDir". */
+const keyOf = (flag: string) =>
+  flag.split(" ")[0].slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Settings from the given flags over the defaults, and the set of settings given explicitly. */
+export function settingsFromFlags<S extends TrainSettings>(
+  flags: readonly Flag[],
+  given: Record<string, unknown>,
+  defaults: S,
+): E.Either<UsageError, { settings: S; explicit: Set<string> }> {
+  const settings = { ...defaults } as Record<string, unknown>;
+  const explicit = new Set<string>();
+  for (const f of flags) {
+    const key = keyOf(f.flag), raw = given[key];
+    if (raw === undefined) continue;
+    explicit.add(key);
+    if (f.parse === null) {
+      settings[key] = raw === true;
+      continue;
+    }
+    const parsed = f.parse(String(raw), f.flag.split(" ")[0]);
+    if (E.isLeft(parsed)) return E.left(new UsageError(parsed.left));
+    settings[key] = parsed.right;
+  }
+  if (explicit.has("steps") && explicit.has("epochs")) {
+    return E.left(new UsageError("give --steps or --epochs, not both"));
+  }
+  if (explicit.has("steps")) settings.epochs = null;
+  if (explicit.has("epochs")) settings.steps = null;
+  return E.right({ settings: settings as S, explicit });
+}
+
+/** One line and an exit code for a failed run. */
+function failureOf(e: unknown): { line: string; exitCode: number; cause: unknown } {
+  if (e instanceof TrainingDivergedError) {
+    return { line: `addt: ${e.message}`, exitCode: ExitCode.unexpected, cause: e };
+  }
+  const setup = e instanceof TrainSetupError || e instanceof DataError || e instanceof SafetensorsError ||
+    e instanceof ParamLoadError;
+  return toFailure(setup ? new UsageError((e as Error).message) : e);
+}
+
+const finish = (flow: TE.TaskEither<unknown, TrainReport>): Promise<number> =>
+  pipe(
+    flow,
+    TE.match(
+      (e) => {
+        const f = failureOf(e);
+        reportFailure(f);
+        return f.exitCode;
+      },
+      (r) => {
+        console.log(formatReport(r));
+        return ExitCode.ok as number;
+      },
+    ),
+  )();
+
+function defaultsHelp(flags: readonly Flag[], defaults: TrainSettings): Flag[] {
+  return flags.map((f) => {
+    const v = (defaults as unknown as Record<string, unknown>)[keyOf(f.flag)];
+    const shown =
+      v === null || v === undefined || v === false || v === "" || (Array.isArray(v) && v.length === 0)
+        ? ""
+        : ` (default: ${Array.isArray(v) ? v.join(",") : v})`;
+    return { ...f, help: f.help + shown };
+  });
+}
+
+/** Add train-classifier and train-ddpm to a program; `setExit` receives each run's exit code. */
+export function registerTrainCommands(program: Command, setExit: (code: number) => void): void {
+  const add = <S extends TrainSettings>(
+    name: string,
+    description: string,
+    flags: Flag[],
+    defaults: S,
+    train: (s: S, explicit: Set<string>) => TE.TaskEither<Error, TrainReport>,
+  ) => {
+    const existing = program.commands.findIndex((c) => c.name() === name);
+    if (existing >= 0) (program.commands as Command[]).splice(existing, 1); // replace a placeholder
+    const cmd = program.command(name).description(description);
+    for (const f of defaultsHelp(flags, defaults)) cmd.option(f.flag, f.help);
+    cmd.action(async (opts) => {
+      const flow = pipe(
+        TE.fromEither(settingsFromFlags(flags, opts as Record<string, unknown>, defaults)),
+        TE.chainW(({ settings, explicit }) => train(settings, explicit)),
+      );
+      setExit(await finish(flow));
+    });
+  };
+  add<DdpmSettings>(
+    "train-ddpm",
+    "train the diffusion model used for purification (DDPM, epsilon prediction)",
+    [...COMMON, ...DDPM],
+    ddpmDefaults(""),
+    (s, explicit) => trainDdpm(s, { explicit }),
+  );
+  add<ClassifierSettings>(
+    "train-classifier",
+    "train the classifier that attacks target and purification protects",
+    [...COMMON, ...CLASSIFIER],
+    classifierDefaults(""),
+    (s, explicit) => trainClassifier(s, { explicit }),
+  );
+}
+
+/** Run a train command line (args without the program name); resolves to the exit code. */
+export async function trainMain(args: readonly string[]): Promise<number> {
+  let code: number = ExitCode.ok;
+  // commander's own errors ("unknown option ...") are one line: no help hint after them
+  const program = new Command("addt").exitOverride();
+  registerTrainCommands(program, (c) => (code = c));
+  try {
+    await program.parseAsync([...args], { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    const f = failureOf(e);
+    reportFailure(f);
+    return f.exitCode;
+  }
+  return code;
+}

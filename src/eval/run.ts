@@ -1,0 +1,151 @@
+/**
+ * The evaluation loop: the test images in batches (every attack setting on the same images), the
+ * per-sample results gathered on the host, progress with an ETA after every batch, and the report.
+ * Models and images come in as values, so tests run it on tiny networks and synthetic data.
+ */
+import type { Gpu } from "../gpu/context.ts";
+import { scopeAsync } from "../tensor.ts";
+import type { Defense } from "../defense/defense.ts";
+import type { EvalConfig } from "./config.ts";
+import { attackLabel, EvalConfigError } from "./config.ts";
+import { budgetsOf, evaluateBatch } from "./protocol.ts";
+import { appendFlags, emptyFlags, type SampleFlags } from "./stats.ts";
+import { buildReport, type EvalReport, type EvalResults } from "./report.ts";
+
+export interface EvalInputs {
+  gpu: Gpu;
+  defense: Defense;
+  /** Test images in [0, 1], NCHW, flat; the evaluation takes n of them from config.offset. */
+  images: Float32Array;
+  labels: ArrayLike<number>;
+  /** [C, H, W] */
+  imageShape: readonly [number, number, number];
+}
+
+export interface EvalHooks {
+  /** One line per finished part of a batch (default: stderr). */
+  progress?: (line: string) => void;
+  /** The git commit to record (default: asked from git). */
+  commit?: string;
+}
+
+function duration(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = Math.round(s % 60);
+  return h > 0
+    ? `${h}h${String(m).padStart(2, "0")}m`
+    : m > 0
+    ? `${m}m${String(r).padStart(2, "0")}s`
+    : `${r}s`;
+}
+
+/** The current commit (with "-dirty" when the tree has changes), or "unknown" outside a git checkout. */
+export async function gitCommit(): Promise<string> {
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", {
+      args: ["--no-optional-locks", ...args],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .output();
+    if (!out.success) throw new Error("git failed");
+    return new TextDecoder().decode(out.stdout).trim();
+  };
+  try {
+    const head = await git("rev-parse", "HEAD");
+    const dirty = (await git("status", "--porcelain", "--untracked-files=no")) !== "";
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return "unknown";
+  }
+}
+
+export async function evaluate(
+  inputs: EvalInputs,
+  config: EvalConfig,
+  hooks: EvalHooks = {},
+): Promise<EvalReport> {
+  const { gpu, defense, imageShape } = inputs;
+  const per = imageShape[0] * imageShape[1] * imageShape[2];
+  const available = Math.floor(inputs.images.length / per);
+  if (config.offset + config.n > available) {
+    throw new EvalConfigError(
+      `asked for images ${config.offset}..${config.offset + config.n - 1}, have ${available}`,
+    );
+  }
+  const say = hooks.progress ?? ((line: string) => console.error(line));
+  const started = new Date();
+  const t0 = performance.now();
+  await gpu.sync();
+  gpu.pool.resetHighWater();
+  const budgets = config.checkUndefended ? budgetsOf(config.attacks) : [];
+  const results: EvalResults = {
+    clean: emptyFlags(),
+    rows: config.attacks.map(() => ({ flags: emptyFlags(), seconds: 0 })),
+    undefendedClean: emptyFlags(),
+    undefendedRobust: budgets.map((b) => ({ ...b, flags: emptyFlags() as SampleFlags })),
+  };
+  const batches = Math.ceil(config.n / config.batchSize);
+  for (let b = 0; b < batches; b++) {
+    const first = config.offset + b * config.batchSize;
+    const count = Math.min(config.batchSize, config.offset + config.n - first);
+    const partName = (row: number) =>
+      row === -1 ? "clean" : row === -2 ? "undefended check" : attackLabel(config.attacks[row]);
+    const r = await scopeAsync(async () => {
+      const x = gpu.tensor(inputs.images.subarray(first * per, (first + count) * per), [
+        count,
+        ...imageShape,
+      ]);
+      const y = gpu.tensor(Uint32Array.from({ length: count }, (_, i) => inputs.labels[first + i]));
+      return await evaluateBatch(
+        {
+          gpu,
+          defense,
+          specs: config.attacks,
+          k: config.k,
+          seed: config.seed,
+          batch: b,
+          checkUndefended: config.checkUndefended,
+          onPart: (row, seconds) => {
+            const elapsed = (performance.now() - t0) / 1000;
+            const eta = b > 0 ? elapsed / b * (batches - b) : NaN;
+            say(
+              `eval: batch ${b + 1}/${batches} (${count} image${count === 1 ? "" : "s"}): ${partName(row)} ${
+                seconds.toFixed(1)
+              } s; ` +
+                `elapsed ${duration(elapsed)}, ETA ${b > 0 ? duration(eta) : "after the first batch"}`,
+            );
+          },
+        },
+        x,
+        y,
+      );
+    });
+    appendFlags(results.clean, r.clean);
+    r.rows.forEach((row, i) => {
+      appendFlags(results.rows[i].flags, row.flags);
+      results.rows[i].seconds += row.seconds;
+    });
+    appendFlags(results.undefendedClean, r.undefendedClean);
+    r.undefendedRobust.forEach((f, i) => appendFlags(results.undefendedRobust[i].flags, f));
+  }
+  await gpu.sync();
+  const p = defense.purifier;
+  return buildReport(config, results, {
+    commit: hooks.commit ?? await gitCommit(),
+    adapter: {
+      description: gpu.adapter.description,
+      isSoftware: gpu.adapter.isSoftware,
+      backend: gpu.adapter.backend,
+    },
+    started: started.toISOString(),
+    wallSeconds: (performance.now() - t0) / 1000,
+    gpuHighWaterBytes: gpu.pool.highWater,
+    defense: {
+      name: defense.name,
+      tStar: p ? p.options.tStar : null,
+      nfe: p ? p.options.nfe : null,
+      modelCallsPerPurification: p ? p.modelCalls : 0,
+    },
+  });
+}
