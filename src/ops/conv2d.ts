@@ -565,7 +565,8 @@ export function conv2dBackwardWeight(
     );
     if (xp.owned) temps.push(xp.t);
     const base = Math.ceil(g.cin * kk / 64) * Math.ceil(g.cout / 64);
-    const ch = chunking(g.n * g.oh * g.ow, base, 64);
+    // a real GPU wants a few hundred workgroups in flight
+    const ch = chunking(g.n * g.oh * g.ow, base, 256);
     chunks = ch.chunks;
     part = chunks === 1 ? gpu.empty(wShape) : gpu.empty([chunks, len]);
     const k = compile(gpu, "WGRAD_TILED", {
