@@ -9,14 +9,13 @@ import * as T from "fp-ts/Task.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { ExitCode, NotImplementedError, reportFailure, toFailure } from "./errors.ts";
 import { info } from "./info.ts";
+import { registerTrainCommands } from "./train.ts";
+import { registerEvalCommand } from "./eval.ts";
 
 /** Subcommands that later work adds; they exist now so `--help` shows the whole tool. */
 const PLANNED: readonly (readonly [string, string])[] = [
-  ["train-classifier", "train the classifier that attacks target and purification protects"],
-  ["train-ddpm", "train the diffusion model used for purification"],
   ["sample", "sample images from a trained diffusion model"],
-  ["eval", "evaluate robust accuracy under attack, with and without purification"],
-  ["finetune", "fine-tune the diffusion model for purification"],
+  ["finetune", "fine-tune the diffusion model with ADDT (CGPO + RBGM)"],
 ];
 
 /** Run a command's flow: print its output, or its failure as one line; give the exit code. */
@@ -56,6 +55,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
       .allowExcessArguments()
       .action(async () => setExit(await runFlow(TE.left(new NotImplementedError(name)))()));
   }
+  registerTrainCommands(program, setExit);
+  registerEvalCommand(program, setExit);
   return program;
 }
 

@@ -12,10 +12,10 @@ import { type Dataset, pixelTable } from "../data/dataset.ts";
 import { advanceCounter, keyWords, rngKey } from "../ops/random.ts";
 import { AdamW, SgdMomentum } from "../ops/optim.ts";
 import { backward, constant, noGrad } from "../autodiff/var.ts";
-import { mean } from "../autodiff/reduce.ts";
+import { crossEntropy } from "../autodiff/softmax.ts";
 import { sum } from "../ops/reduce.ts";
 import { addInPlace } from "../ops/map.ts";
-import { correctFlags, perSampleLoss } from "../attack/losses.ts";
+import { correctFlags } from "../attack/losses.ts";
 import type { ParamStore } from "../nn/params.ts";
 import type { TrainState } from "./checkpoint.ts";
 import { classifierForward, type ClassifierModel, createClassifier } from "./models.ts";
@@ -92,7 +92,7 @@ export function recordClassifierStep(run: ClassifierRun, batch: Batch): void {
     train: true,
     rngKey: run.key,
   });
-  const loss = mean(perSampleLoss(logits, run.inputs.labels, "ce")); // torch's cross_entropy, mean reduction
+  const loss = crossEntropy(logits, run.inputs.labels); // mean over the batch, as torch's cross_entropy
   backward(loss);
   run.optimizer.step();
   run.stats.record(loss.value, run.optimizer.lastGradNorm);
