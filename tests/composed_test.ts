@@ -55,7 +55,10 @@ Deno.test("composed chain conv -> groupnorm -> silu -> attention -> linear -> cr
       inputShape: [N, C, H, W],
       gpuForward: (x: Var) => crossEntropy(chain(new VarOps(store, {}), x), labelsT),
       cpuForward: (ops: CpuOps, x: Arr) => crossEntropyRef(chain(ops, x), labels),
-      check: store.names,
+      // a bias shared by every key shifts each row of q k^T by a constant, which softmax ignores: its exact
+      // gradient is 0, so a relative comparison would only compare rounding noise
+      check: store.names.filter((n) => n !== "to_k.bias"),
+      zeroGradAllowed: /^to_k\.bias$/,
       forwardTol: 1e-5,
       gradTol: 1e-4,
     });

@@ -4,6 +4,11 @@
  * ADDT_DEBUG=1, because a trace is noise for a user whose machine simply has no adapter.
  */
 import { GpuOpError, NoAdapterError, ShapeError } from "../gpu/errors.ts";
+import { DataError } from "../data/errors.ts";
+import { SafetensorsError } from "../io/safetensors.ts";
+import { ParamLoadError } from "../nn/model_io.ts";
+import { EvalConfigError } from "../eval/config.ts";
+import { TrainingDivergedError, TrainSetupError } from "../train/errors.ts";
 
 /** Exit codes, stable for scripts. */
 export const ExitCode = {
@@ -13,6 +18,7 @@ export const ExitCode = {
   noAdapter: 3,
   gpu: 4,
   notImplemented: 5,
+  diverged: 6,
 } as const;
 
 /** A subcommand that later work will fill in. */
@@ -47,7 +53,20 @@ export function toFailure(e: unknown): CliFailure {
   if (e instanceof NotImplementedError) {
     return { line: line(message), exitCode: ExitCode.notImplemented, cause: e };
   }
-  if (e instanceof UsageError || e instanceof ShapeError) {
+  if (e instanceof TrainingDivergedError) {
+    return { line: line(message), exitCode: ExitCode.diverged, cause: e };
+  }
+  // the user's input (flags, files, configs, shapes) is wrong: exit 2, one line
+  const userErrors = [
+    UsageError,
+    ShapeError,
+    DataError,
+    SafetensorsError,
+    ParamLoadError,
+    EvalConfigError,
+    TrainSetupError,
+  ];
+  if (userErrors.some((k) => e instanceof k)) {
     return { line: line(message), exitCode: ExitCode.usage, cause: e };
   }
   const name = e instanceof Error ? e.name : "error";

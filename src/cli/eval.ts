@@ -4,15 +4,11 @@
  * report.json and report.md in --out. Comma lists in --attack, --norm, --eps, --mode and --gradient make
  * one attack setting per combination, all run on the same images (a table, an eps sweep).
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
-import { DataError } from "../data/errors.ts";
-import { SafetensorsError } from "../io/safetensors.ts";
-import { ParamLoadError } from "../nn/model_io.ts";
-import { TrainSetupError } from "../train/errors.ts";
 import { type DatasetName, DATASETS } from "../train/settings.ts";
 import { NOISE_MODES } from "../defense/noise_plan.ts";
 import {
@@ -29,18 +25,7 @@ import {
 } from "../eval/config.ts";
 import { runEvalPipeline } from "../eval/pipeline.ts";
 import { reportMarkdown } from "../eval/report.ts";
-
-type Parse = (v: string, flag: string) => E.Either<string, unknown>;
-const fail = (flag: string, want: string, v: string) => E.left(`${flag} expects ${want}, got "${v}"`);
-const number: Parse = (v, f) =>
-  v.trim() !== "" && Number.isFinite(Number(v)) ? E.right(Number(v)) : fail(f, "a number", v);
-const integer: Parse = (v, f) =>
-  /^\d+$/.test(v.trim()) ? E.right(Number(v)) : fail(f, "a non-negative integer", v);
-const text: Parse = (v) => E.right(v);
-const oneOf = (xs: readonly string[]): Parse => (v, f) =>
-  xs.includes(v) ? E.right(v) : fail(f, xs.join(" | "), v);
-const listOf = (item: Parse): Parse => (v, f) =>
-  pipe(v.split(",").map((x) => item(x.trim(), f)), E.sequenceArray, E.map((xs) => [...xs]));
+import { integer, listOf, number, oneOf, type Parse, text } from "./flags.ts";
 
 interface Flag {
   flag: string;
@@ -232,12 +217,6 @@ function attackGrid(dataset: DatasetName, p: Record<string, unknown>): AttackSpe
   return out;
 }
 
-function failureOf(e: unknown) {
-  const setup = e instanceof EvalConfigError || e instanceof DataError || e instanceof SafetensorsError ||
-    e instanceof ParamLoadError || e instanceof TrainSetupError;
-  return toFailure(setup ? new UsageError((e as Error).message) : e);
-}
-
 /** Add `eval` to a program (replacing a placeholder of that name); `setExit` receives the exit code. */
 export function registerEvalCommand(program: Command, setExit: (code: number) => void): void {
   const existing = program.commands.findIndex((c) => c.name() === "eval");
@@ -256,7 +235,7 @@ export function registerEvalCommand(program: Command, setExit: (code: number) =>
         flow,
         TE.match(
           (e) => {
-            const f = failureOf(e);
+            const f = toFailure(e);
             reportFailure(f);
             return f.exitCode as number;
           },
@@ -268,23 +247,4 @@ export function registerEvalCommand(program: Command, setExit: (code: number) =>
       )(),
     );
   });
-}
-
-/** Run an eval command line (args without the program name, starting with "eval"); resolves to the exit
- * code. */
-export async function evalMain(args: readonly string[]): Promise<number> {
-  let code: number = ExitCode.ok;
-  const program = new Command("addt").exitOverride().showHelpAfterError(
-    "(run addt eval --help for the flags)",
-  );
-  registerEvalCommand(program, (c) => (code = c));
-  try {
-    await program.parseAsync([...args], { from: "user" });
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-    const f = failureOf(e);
-    reportFailure(f);
-    return f.exitCode;
-  }
-  return code;
 }

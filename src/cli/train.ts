@@ -5,15 +5,11 @@
  * Flags carry no commander defaults: the defaults live in src/train/settings.ts (shown in --help), and the
  * flags actually given are the "explicit" settings that a resumed run must agree with.
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
-import { DataError } from "../data/errors.ts";
-import { SafetensorsError } from "../io/safetensors.ts";
-import { ParamLoadError } from "../nn/model_io.ts";
-import { TrainingDivergedError, TrainSetupError } from "../train/errors.ts";
 import { formatReport, trainClassifier, trainDdpm, type TrainReport } from "../train/pipeline.ts";
 import {
   classifierDefaults,
@@ -23,17 +19,8 @@ import {
   type DdpmSettings,
   type TrainSettings,
 } from "../train/settings.ts";
+import { fail, integer, number, oneOf, type Parse, text } from "./flags.ts";
 
-type Parse = (v: string, flag: string) => E.Either<string, unknown>;
-
-const fail = (flag: string, want: string, v: string) => E.left(`${flag} expects ${want}, got "${v}"`);
-const number: Parse = (v, f) =>
-  v.trim() !== "" && Number.isFinite(Number(v)) ? E.right(Number(v)) : fail(f, "a number", v);
-const integer: Parse = (v, f) =>
-  /^\d+$/.test(v.trim()) ? E.right(Number(v)) : fail(f, "a non-negative integer", v);
-const text: Parse = (v) => E.right(v);
-const oneOf = (xs: readonly string[]): Parse => (v, f) =>
-  xs.includes(v) ? E.right(v) : fail(f, xs.join(" | "), v);
 const numberOrNone: Parse = (v, f) => v === "none" ? E.right(null) : number(v, f);
 const integers: Parse = (v, f) =>
   v === "none"
@@ -145,22 +132,12 @@ export function settingsFromFlags<S extends TrainSettings>(
   return E.right({ settings: settings as S, explicit });
 }
 
-/** One line and an exit code for a failed run. */
-function failureOf(e: unknown): { line: string; exitCode: number; cause: unknown } {
-  if (e instanceof TrainingDivergedError) {
-    return { line: `addt: ${e.message}`, exitCode: ExitCode.unexpected, cause: e };
-  }
-  const setup = e instanceof TrainSetupError || e instanceof DataError || e instanceof SafetensorsError ||
-    e instanceof ParamLoadError;
-  return toFailure(setup ? new UsageError((e as Error).message) : e);
-}
-
 const finish = (flow: TE.TaskEither<unknown, TrainReport>): Promise<number> =>
   pipe(
     flow,
     TE.match(
       (e) => {
-        const f = failureOf(e);
+        const f = toFailure(e);
         reportFailure(f);
         return f.exitCode;
       },
@@ -217,21 +194,4 @@ export function registerTrainCommands(program: Command, setExit: (code: number) 
     classifierDefaults(""),
     (s, explicit) => trainClassifier(s, { explicit }),
   );
-}
-
-/** Run a train command line (args without the program name); resolves to the exit code. */
-export async function trainMain(args: readonly string[]): Promise<number> {
-  let code: number = ExitCode.ok;
-  // commander's own errors ("unknown option ...") are one line: no help hint after them
-  const program = new Command("addt").exitOverride();
-  registerTrainCommands(program, (c) => (code = c));
-  try {
-    await program.parseAsync([...args], { from: "user" });
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-    const f = failureOf(e);
-    reportFailure(f);
-    return f.exitCode;
-  }
-  return code;
 }
