@@ -38,8 +38,8 @@ const runFlow = (flow: TE.TaskEither<unknown, string>): T.Task<number> =>
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command("addt")
     .description("diffusion-based adversarial purification on WebGPU")
-    .exitOverride()
-    .showHelpAfterError("(run addt --help for the list of commands)");
+    // commander's own error is already one line ("error: unknown option '--x'"): no help hint after it
+    .exitOverride();
 
   program
     .command("info")
