@@ -5,12 +5,12 @@
  * With the defaults ([32, 64, 64], 128) it is ~12 MFLOP per image, within reach of 99% MNIST accuracy.
  */
 import type { Gpu } from "../gpu/context.ts";
-import { ShapeError } from "../gpu/errors.ts";
 import type { Var } from "../autodiff/var.ts";
 import { ParamStore } from "./params.ts";
 import {
   conv,
   dense,
+  expectImages,
   type ForwardOptions,
   initParams,
   type NetOps,
@@ -67,9 +67,6 @@ export function createCnn(gpu: Gpu, cfg: CnnConfig, seed: number): ParamStore {
 
 /** Logits [N, classes] for images x [N, C, H, W]. */
 export function cnnForward(store: ParamStore, cfg: CnnConfig, x: Var, opts: ForwardOptions = {}): Var {
-  const s = cfg.image_size;
-  if (x.shape.join() !== [x.shape[0], cfg.in_channels, s, s].join()) {
-    throw new ShapeError("cnn", `input must be [N, ${cfg.in_channels}, ${s}, ${s}], got [${x.shape}]`);
-  }
+  expectImages("cnn", x, cfg.in_channels, cfg.image_size);
   return cnnWalk(new VarOps(store, opts), cfg, x);
 }

@@ -238,3 +238,10 @@ export class VarOps implements NetOps<Var> {
     return dropout(x, p, this.opts.rngKey, site);
   }
 }
+
+/** Check that x is a batch of images [N, channels, size, size]; the error names the network. */
+export function expectImages(net: string, x: Var, channels: number, size: number): void {
+  if (x.shape.join() !== [x.shape[0], channels, size, size].join()) {
+    throw new ShapeError(net, `input must be [N, ${channels}, ${size}, ${size}], got [${x.shape}]`);
+  }
+}

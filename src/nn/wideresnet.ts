@@ -9,12 +9,12 @@
  * mutable state besides its parameters. `norm_groups` must divide 16 and every stage width.
  */
 import type { Gpu } from "../gpu/context.ts";
-import { ShapeError } from "../gpu/errors.ts";
 import type { Var } from "../autodiff/var.ts";
 import { ParamStore } from "./params.ts";
 import {
   conv,
   dense,
+  expectImages,
   type ForwardOptions,
   initParams,
   type NetOps,
@@ -92,9 +92,6 @@ export function createWideResNet(gpu: Gpu, cfg: WideResNetConfig, seed: number):
 
 /** Logits [N, classes] for images x [N, 3, 32, 32] (train: dropout on, needs opts.rngKey). */
 export function wrnForward(store: ParamStore, cfg: WideResNetConfig, x: Var, opts: ForwardOptions = {}): Var {
-  const s = cfg.image_size;
-  if (x.shape.join() !== [x.shape[0], cfg.in_channels, s, s].join()) {
-    throw new ShapeError("wideresnet", `input must be [N, ${cfg.in_channels}, ${s}, ${s}], got [${x.shape}]`);
-  }
+  expectImages("wideresnet", x, cfg.in_channels, cfg.image_size);
   return wrnWalk(new VarOps(store, opts), cfg, x);
 }
