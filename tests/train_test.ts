@@ -25,7 +25,7 @@ import {
 } from "../src/train/classifier.ts";
 import { classifierForward, type ClassifierModel, createClassifier } from "../src/train/models.ts";
 import { createDdpmRun, disposeDdpmRun, recordDdpmStep, seekDdpmRun } from "../src/train/ddpm.ts";
-import { createUNet, type UNetConfig, unetForward } from "../src/nn/unet.ts";
+import { createUNet, TINY_UNET, type UNetConfig, unetForward } from "../src/nn/unet.ts";
 import { loadParamsFrom } from "../src/nn/model_io.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { StepStats } from "../src/train/stats.ts";
@@ -332,19 +332,11 @@ Deno.test("loop: a NaN stops the run at the next reading and keeps the last good
 
 /** A UNet for 1x8x8 images: two levels, attention, dropout. */
 const TINY_UNET_8: UNetConfig = {
+  ...TINY_UNET,
   sample_size: 8,
   in_channels: 1,
   out_channels: 1,
   block_out_channels: [8, 8],
-  layers_per_block: 1,
-  down_block_types: ["DownBlock2D", "AttnDownBlock2D"],
-  up_block_types: ["AttnUpBlock2D", "UpBlock2D"],
-  downsample_padding: 0,
-  flip_sin_to_cos: false,
-  freq_shift: 1,
-  norm_num_groups: 4,
-  norm_eps: 1e-6,
-  dropout: 0.1,
 };
 
 Deno.test("ddpm step: no readback, one upload, no new buffers in steady state, finite loss", async () => {
