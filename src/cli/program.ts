@@ -7,16 +7,14 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { pipe } from "fp-ts/function.js";
 import * as T from "fp-ts/Task.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, NotImplementedError, reportFailure, toFailure } from "./errors.ts";
+import { ExitCode, reportFailure, toFailure } from "./errors.ts";
 import { info } from "./info.ts";
 import { registerTrainCommands } from "./train.ts";
 import { registerEvalCommand } from "./eval.ts";
-
-/** Subcommands that later work adds; they exist now so `--help` shows the whole tool. */
-const PLANNED: readonly (readonly [string, string])[] = [
-  ["sample", "sample images from a trained diffusion model"],
-  ["finetune", "fine-tune the diffusion model with ADDT (CGPO + RBGM)"],
-];
+import { registerEvalCleanCommand } from "./eval_clean.ts";
+import { registerSampleCommand } from "./sample.ts";
+import { registerFinetuneCommand } from "./finetune.ts";
+import { registerMainJob } from "./main_job.ts";
 
 /** Run a command's flow: print its output, or its failure as one line; give the exit code. */
 const runFlow = (flow: TE.TaskEither<unknown, string>): T.Task<number> =>
@@ -47,16 +45,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--json", "machine-readable output")
     .action(async (opts) => setExit(await runFlow(info(opts))()));
 
-  for (const [name, description] of PLANNED) {
-    program
-      .command(name)
-      .description(`${description} (not implemented yet)`)
-      .allowUnknownOption()
-      .allowExcessArguments()
-      .action(async () => setExit(await runFlow(TE.left(new NotImplementedError(name)))()));
-  }
   registerTrainCommands(program, setExit);
   registerEvalCommand(program, setExit);
+  registerEvalCleanCommand(program, setExit);
+  registerSampleCommand(program, setExit);
+  registerFinetuneCommand(program, setExit);
+  registerMainJob(program, setExit);
   return program;
 }
 

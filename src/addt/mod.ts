@@ -1,0 +1,2 @@
+/** ADDT fine-tuning (CGPO + RBGM): placeholder barrel. */
+export {};

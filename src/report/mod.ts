@@ -1,0 +1,2 @@
+/** Main-job reports (JSON, Markdown, HTML with SVG plots): placeholder barrel. */
+export {};
