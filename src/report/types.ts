@@ -19,7 +19,7 @@ export interface AccuracyPoint {
 export interface ComparisonRow {
   /** "DP_DDPM" | "DP_DDIM" */
   defense: string;
-  /** Short label, e.g. "PGD-10 EOT-1 Linf 0.3 fresh" (src/eval/config.ts attackLabel). */
+  /** Short label, e.g. "PGD-10 EOT-1 Linf 0.3" (src/eval/config.ts attackLabel). */
   label: string;
   /** "clean" for the clean row, else the attack name ("pgd", "apgd-ce", "autoattack-rand", ...). */
   attack: string;
@@ -27,6 +27,9 @@ export interface ComparisonRow {
   eps: number | null;
   /** "fresh" | "dw_fwd" | "dw_rev" | "dw_both" | null (clean) */
   mode: string | null;
+  /** Attack iterations and gradient draws per step (null for the clean row). */
+  steps?: number | null;
+  eot?: number | null;
   /** The paper's protocol: one evaluation of the final image with fresh randomness. */
   vanilla: AccuracyPoint;
   addt: AccuracyPoint;
