@@ -92,10 +92,10 @@ Deno.test("cli: without an adapter, info fails with one line and no stack trace"
   check(r.stdout.trim() === "", "nothing should go to stdout", r);
 });
 
-Deno.test("cli: planned commands say 'not implemented yet' and fail; unknown commands are usage errors", async () => {
+Deno.test("cli: a subcommand missing its required flag and an unknown command are usage errors", async () => {
   const r = await addt(["sample", "--steps", "10"]);
-  check(r.code === ExitCode.notImplemented, "placeholder should exit non-zero", r);
-  check(r.stderr.trim() === "addt: 'sample' is not implemented yet", "placeholder message", r);
+  check(r.code === ExitCode.usage, "sample without --ddpm should be a usage error", r);
+  check(r.stderr.trim().split("\n").length === 1 && r.stderr.includes("--ddpm"), "one line naming --ddpm", r);
   const bad = await addt(["no-such-command"]);
   check(bad.code === ExitCode.usage, "unknown command should be a usage error", bad);
   check(!/^\s+at /m.test(bad.stderr), "a stack trace leaked", bad);
