@@ -197,6 +197,23 @@ Deno.test("settings: validation names the flag; resume keeps the run's settings"
   }
   const same = resumeSettings(saved, ddpmDefaults("o"), new Set());
   if (E.isLeft(same) || same.right.steps !== 10) throw new Error("resume keeps the saved length by default");
+  const intervals = resumeSettings(
+    { ...saved, logEvery: 25, checkpointEvery: 100 },
+    ddpmDefaults("o2"),
+    new Set(),
+  );
+  if (E.isLeft(intervals) || intervals.right.checkpointEvery !== 100 || intervals.right.logEvery !== 25) {
+    throw new Error("resume keeps the run's own intervals unless given again");
+  }
+  if (intervals.right.out !== "o2") throw new Error("resume writes to the current --out");
+  const given = resumeSettings(
+    saved,
+    ddpmDefaults("o", { checkpointEvery: 7 }),
+    new Set(["checkpointEvery"]),
+  );
+  if (E.isLeft(given) || given.right.checkpointEvery !== 7) {
+    throw new Error("an interval given again applies");
+  }
   const clash = resumeSettings(saved, ddpmDefaults("o", { lr: 5e-4 }), new Set(["lr"]));
   if (E.isRight(clash) || !/lr/.test(clash.left.message)) throw new Error("a changed lr must be refused");
 });

@@ -271,7 +271,7 @@ export function effectiveLrAt(s: CommonSettings, step: number, batchesPerEpoch: 
 
 /**
  * The settings a resumed run continues with: the saved ones, with the RESUMABLE settings taken from
- * `current`. Any other setting in `explicit` (given on this command line) must equal the saved value.
+ * `current` where given explicitly (`out` and `resume` always). Any other setting in `explicit` (given on this command line) must equal the saved value.
  */
 export function resumeSettings<S extends TrainSettings>(
   saved: S,
@@ -283,8 +283,10 @@ export function resumeSettings<S extends TrainSettings>(
   }
   const merged = { ...saved } as Record<string, unknown>;
   for (const [k, v] of Object.entries(current)) {
-    if (RESUMABLE.has(k)) merged[k] = v;
-    else if (explicit.has(k) && JSON.stringify(v) !== JSON.stringify(merged[k])) {
+    // intervals and the data folder keep the run's own values unless given again on this command line
+    if (RESUMABLE.has(k)) {
+      if (k === "out" || k === "resume" || explicit.has(k) || !(k in merged)) merged[k] = v;
+    } else if (explicit.has(k) && JSON.stringify(v) !== JSON.stringify(merged[k])) {
       return bad(
         `${k} = ${JSON.stringify(v)} differs from the run being resumed (${JSON.stringify(merged[k])}); ` +
           "a resumed run keeps its settings (only the run length, intervals and --data-dir may change)",
