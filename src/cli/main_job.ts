@@ -9,7 +9,7 @@ import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
-import { integer, listOf, oneOf, type Parse, text } from "./flags.ts";
+import { integer, listOf, number, oneOf, type Parse, text } from "./flags.ts";
 import { type DatasetName, DATASETS } from "../train/settings.ts";
 import { FULL_PROTOCOL, MAIN_DEFENSES, type MainConfig, mainDefaults } from "../main/defaults.ts";
 import { runMainJob } from "../main/pipeline.ts";
@@ -65,6 +65,19 @@ export const MAIN_FLAGS: Flag[] = [
   { flag: "--k <n>", help: `evaluations per final image (default: ${d.k}; --full: 20)`, parse: integer },
   { flag: "--seed <n>", help: `seed of every random draw (default: ${d.seed})`, parse: integer },
   { flag: "--batch-size <n>", help: `images attacked at once (default: ${d.batchSize})`, parse: integer },
+  {
+    flag: "--eps-sweep <list>",
+    help: `Linf budgets of the PGD sweep, comma-separated; the standard budget is always in (default: ${
+      d.epsSweep.join(",")
+    })`,
+    parse: listOf(number),
+  },
+  { flag: "--l2", help: "add the L2 rows (standard budget, fresh and DW_Both)", parse: null },
+  {
+    flag: "--auto-attack-n <n>",
+    help: "images of the AutoAttack-rand rows (default: 0, none; --full: 16)",
+    parse: integer,
+  },
   {
     flag: "--full",
     help: "the issue's full protocol: 128 images, PGD-20 EOT-10 Linf and L2, DW_Both, K 20, " +
