@@ -159,6 +159,10 @@ Deno.test("sanity warnings: undefended not near 0, exact weaker than BPDA, accur
   );
   check(w.length === 3, `expected 3 warnings, got ${w.length}: ${w.join(" | ")}`);
   check(/undefended/.test(w[0]) && /BPDA/.test(w[1]) && /rises/.test(w[2]), w.join(" | "));
+  // below the dataset's standard budget an undefended classifier may rightly keep some accuracy
+  const weak = [{ norm: "linf", eps: 0.1, robust: accuracyStat(40, 100) }];
+  check(sanityWarnings([], weak, () => 0.3).length === 0, "no undefended warning below the standard eps");
+  check(sanityWarnings([], weak, () => 0.1).length === 1, "undefended warning at the standard eps");
 });
 
 Deno.test("evaluate: tiny purified classifier, every counting and the report's JSON/Markdown shape, reproducible", async () => {

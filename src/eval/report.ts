@@ -9,7 +9,8 @@
  * - accuracy should not rise as eps grows (same attack otherwise).
  */
 import type { AttackSpec, EvalConfig } from "./config.ts";
-import { attackLabel, stepSize } from "./config.ts";
+import { attackLabel, standardEps, stepSize } from "./config.ts";
+import type { Norm } from "../attack/projection.ts";
 import { type AccuracyStat, type Counts, countsOf, formatStat, type SampleFlags } from "./stats.ts";
 
 export const REPORT_FORMAT = "addt-eval/1";
@@ -90,7 +91,11 @@ export function buildReport(config: EvalConfig, results: EvalResults, meta: Repo
   const undefendedClean = countsOf(results.undefendedClean).single;
   return {
     ...partial,
-    sanity: { undefendedClean, undefendedRobust, warnings: sanityWarnings(rows, undefendedRobust) },
+    sanity: {
+      undefendedClean,
+      undefendedRobust,
+      warnings: sanityWarnings(rows, undefendedRobust, (norm) => standardEps(config.dataset, norm)),
+    },
   };
 }
 
@@ -110,10 +115,12 @@ function keyWithout(spec: AttackSpec, field: keyof AttackSpec | "eps+alpha"): st
 export function sanityWarnings(
   rows: readonly RowReport[],
   undefendedRobust: readonly { norm: string; eps: number; robust: AccuracyStat }[],
+  /** The dataset's standard budget per norm: below it an undefended classifier may rightly survive. */
+  standard: (norm: Norm) => number = () => 0,
 ): string[] {
   const warnings: string[] = [];
   for (const u of undefendedRobust) {
-    if (u.eps > 0 && u.robust.accuracy > UNDEFENDED_WARN) {
+    if (u.eps > 0 && u.eps >= standard(u.norm as Norm) && u.robust.accuracy > UNDEFENDED_WARN) {
       warnings.push(
         `the undefended classifier keeps ${pct(u.robust.accuracy)} under PGD-20 ${u.norm} eps ${u.eps} ` +
           `(expected near 0): the attack or the budget is too weak to judge the defense`,
