@@ -81,8 +81,23 @@ const labelsOf = (n: number, seed: number) => {
 // ---------------------------------------------------------------- tests
 
 Deno.test("defense: exact gradient of the whole purified classifier (DW_Both) vs float64 finite differences", async () => {
-  const seed = freshSeed(), n = 2, shape = [n, C, S, S];
+  // A random tiny UNet can push every purified pixel past the final clamp, which makes the whole gradient
+  // zero and the comparison vacuous: such draws are skipped, and the test fails if all of them are.
+  const first = Number(Deno.env.get("ADDT_TEST_SEED") ?? freshSeed());
+  const compared = new Set<string>();
+  for (let attempt = 0; attempt < 6 && compared.size < 2; attempt++) {
+    for (const s of await exactGradientCase((first + 7919 * attempt) >>> 0)) compared.add(s);
+  }
+  if (compared.size < 2) {
+    throw new Error(`draws saturated the clamp (first seed ${first}): [${[...compared]}]`);
+  }
+});
+
+/** The check for both samplers on one draw of nets and inputs; the samplers actually compared. */
+async function exactGradientCase(seed: number): Promise<string[]> {
+  const n = 2, shape = [n, C, S, S];
   const nets = tinyNets(seed);
+  const compared: string[] = [];
   try {
     for (const sampler of ["ddpm", "ddim"] as const) {
       const o: PurifierOptions = { tStar: 200, nfe: 2, sampler };
@@ -111,6 +126,12 @@ Deno.test("defense: exact gradient of the whole purified classifier (DW_Both) vs
           const loss = () => ceRef(refDefense(nets, x, n, o, noise), labels, 10);
           const fd = finiteDiffAt(loss, x, coords, new F64(n).fill(1));
           const exact = coords.map((i) => grad[i]);
+          if (Math.hypot(...fd) < 1e-7) {
+            console.log(`${sampler} seed=${seed}: the clamp saturates, no gradient to compare; next draw`);
+            for (const t of [g.grad, g.loss, g.correct]) t.dispose();
+            return;
+          }
+          compared.push(sampler);
           const err = relErr(exact, fd);
           // the BPDA gradient (identity through the purifier) is far from it: the check can tell them apart
           const b = lossGradient(attackModel(defense, plan, "bpda"), tx, ty, "ce", 1);
@@ -130,7 +151,8 @@ Deno.test("defense: exact gradient of the whole purified classifier (DW_Both) vs
   } finally {
     nets.dispose();
   }
-});
+  return compared;
+}
 
 const same = (a: Float32Array, b: Float32Array) =>
   a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
