@@ -137,7 +137,13 @@ const FLAGS: Flag[] = [
     target: "config",
   },
   { flag: "--seed <n>", help: "seed of every random draw (default: 0)", parse: integer, target: "config" },
-  { flag: "--out <dir>", help: "folder for report.json and report.md", parse: text, target: "config" },
+  {
+    flag: "--out <dir>",
+    help: "folder for report.json, report.md and progress.json (saved after every batch: rerunning the " +
+      "same command continues a stopped run; a larger --n reuses the finished batches)",
+    parse: text,
+    target: "config",
+  },
   {
     flag: "--no-undefended-check",
     help: "skip the undefended classifier's PGD sanity check",

@@ -2,6 +2,8 @@
  * `addt eval` as an fp-ts pipeline: validated config -> trained networks from their run folders (the
  * model config in run.json, the weights beside it) -> the test images -> the evaluation -> report.json and
  * report.md. Each stage is a TaskEither; failures stay typed until the CLI turns them into one line.
+ * With --out the evaluation saves progress.json there after every batch, and the same command run again
+ * continues from it (src/eval/resume.ts).
  */
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
@@ -21,6 +23,7 @@ import { type EvalConfig, EvalConfigError, validateEvalConfig } from "./config.t
 import { type EvalHooks, type EvalInputs, evaluate } from "./run.ts";
 import { type EvalReport, reportMarkdown } from "./report.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
+import { evalProgressKey, weightsStamps } from "./resume.ts";
 
 const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
   TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
@@ -46,8 +49,13 @@ async function readRun<S, M>(dir: string, what: string): Promise<{ settings: S; 
   }
 }
 
-/** The classifier and (unless "none") the purifier, with their trained weights. */
-async function loadDefense(gpu: Gpu, c: EvalConfig, stores: ParamStore[]): Promise<Defense> {
+/** The classifier and (unless "none") the purifier, with their trained weights (files read: `weights`). */
+async function loadDefense(
+  gpu: Gpu,
+  c: EvalConfig,
+  stores: ParamStore[],
+  weights: string[],
+): Promise<Defense> {
   const cls = await readRun<ClassifierSettings, ClassifierModel>(c.classifier, "classifier run");
   if (cls.settings.dataset !== c.dataset) {
     throw new EvalConfigError(
@@ -56,7 +64,9 @@ async function loadDefense(gpu: Gpu, c: EvalConfig, stores: ParamStore[]): Promi
   }
   const cStore = createClassifier(gpu, cls.model, 0);
   stores.push(cStore);
-  await loadParams(cStore, `${c.classifier}/model.safetensors`);
+  const cPath = `${c.classifier}/model.safetensors`;
+  weights.push(cPath);
+  await loadParams(cStore, cPath);
   const classifier = frozenClassifier(cStore, cls.model);
   if (c.defense === "none") return undefended(classifier);
   const ddpm = await readRun<DdpmSettings, UNetConfig>(c.ddpm!, "DDPM run");
@@ -68,7 +78,9 @@ async function loadDefense(gpu: Gpu, c: EvalConfig, stores: ParamStore[]): Promi
   const uStore = createUNet(gpu, ddpm.model, 0);
   stores.push(uStore);
   const emaPath = `${c.ddpm}/ema.safetensors`;
-  await loadParams(uStore, c.ema && await exists(emaPath) ? emaPath : `${c.ddpm}/model.safetensors`);
+  const uPath = c.ema && await exists(emaPath) ? emaPath : `${c.ddpm}/model.safetensors`;
+  weights.push(uPath);
+  await loadParams(uStore, uPath);
   const s = ddpm.settings;
   const purifier = new DiffusionPurifier(frozenEpsModel(uStore, ddpm.model), {
     tStar: c.tStar,
@@ -79,9 +91,9 @@ async function loadDefense(gpu: Gpu, c: EvalConfig, stores: ParamStore[]): Promi
   return purified(classifier, purifier, c.defense === "dp_ddpm" ? "DP_DDPM" : "DP_DDIM");
 }
 
-async function loadInputs(c: EvalConfig, stores: ParamStore[]): Promise<EvalInputs> {
+async function loadInputs(c: EvalConfig, stores: ParamStore[], weights: string[]): Promise<EvalInputs> {
   const gpu = await getGpu();
-  const defense = await loadDefense(gpu, c, stores);
+  const defense = await loadDefense(gpu, c, stores, weights);
   const { test } = await loadSplits(c.dataset, c.dataDir, ["test"]);
   const d = test!;
   const per = d.c * d.h * d.w, last = Math.min(d.n, c.offset + c.n);
@@ -101,16 +113,26 @@ export async function writeReport(report: EvalReport, out: string): Promise<void
   await writeFileAtomic(`${out}/report.md`, reportMarkdown(report));
 }
 
+/** Resume through <out>/progress.json, keyed by the config (its real offset) and the weight files read. */
+async function resumeHooks(c: EvalConfig, weights: readonly string[], hooks: EvalHooks): Promise<EvalHooks> {
+  if (!c.out || hooks.resume) return hooks;
+  const key = evalProgressKey(c, await weightsStamps(weights));
+  return { ...hooks, resume: { path: `${c.out}/progress.json`, key } };
+}
+
 /** The whole evaluation from a config. */
 export function runEvalPipeline(config: EvalConfig, hooks: EvalHooks = {}): TE.TaskEither<Error, EvalReport> {
   const stores: ParamStore[] = [];
+  const weights: string[] = [];
   return pipe(
     TE.fromEither(validateEvalConfig(config)),
     TE.chainW((c) =>
       pipe(
-        attempt(() => loadInputs(c, stores)),
+        attempt(() => loadInputs(c, stores, weights)),
         // offset already applied by loadInputs
-        TE.chain((inputs) => attempt(() => evaluate(inputs, { ...c, offset: 0 }, hooks))),
+        TE.chain((inputs) =>
+          attempt(async () => evaluate(inputs, { ...c, offset: 0 }, await resumeHooks(c, weights, hooks)))
+        ),
         TE.map((report) => ({ ...report, config: c })),
         TE.chainFirst((report) => c.out ? attempt(() => writeReport(report, c.out!)) : TE.right(undefined)),
       )

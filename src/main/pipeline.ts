@@ -3,7 +3,9 @@
  * short ADDT fine-tune of the vanilla DDPM, or the shipped ADDT run) -> the networks and the test images
  * -> for each defense, both models evaluated with the same EvalConfig (same images, seeds and noise
  * streams) -> image grids -> the fine-tuning loss curve -> report.json / report.md / report.html.
- * Stages are TaskEithers; failures stay typed until the CLI turns them into one line.
+ * Stages are TaskEithers; failures stay typed until the CLI turns them into one line. Each evaluation
+ * saves its finished batches under <out>/progress/<model>-<defense>[-autoattack]/, so rerunning a stopped
+ * job continues its evaluations (src/eval/resume.ts).
  */
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
@@ -20,6 +22,7 @@ import { type EvalReport, UNDEFENDED_WARN } from "../eval/report.ts";
 import { formatStat } from "../eval/stats.ts";
 import type { Norm } from "../attack/projection.ts";
 import { evaluate, gitCommit } from "../eval/run.ts";
+import { evalProgressKey, weightsStamps } from "../eval/resume.ts";
 import { MAIN_REPORT_FORMAT, type MainReport } from "../report/types.ts";
 import { writeMainReport } from "../report/mod.ts";
 import { gridCount, type MainConfig, mainConfigProblems, type MainDefense } from "./defaults.ts";
@@ -274,10 +277,16 @@ async function evaluateBoth(
     const run = async (model: "vanilla" | "addt", aa: boolean): Promise<EvalReport> => {
       // the undefended sanity check depends on the classifier only: run it once, with the vanilla model
       const config = evalConfigFor(c, kind, model === "vanilla" ? c.ddpm : addt.dir, aa, model === "vanilla");
+      // each evaluation resumes from its own progress file, so a stopped job continues where it was
+      const weights = [`${c.classifier}/model.safetensors`, (model === "vanilla" ? vanilla : tuned).weights];
+      const resume = {
+        path: `${c.out}/progress/${model}-${kind}${aa ? "-autoattack" : ""}/progress.json`,
+        key: evalProgressKey(config, await weightsStamps(weights)),
+      };
       const report = await evaluate(
         { gpu, defense: pair[model], images: data.images, labels: data.labels, imageShape: data.shape },
         config,
-        { progress: (l) => say(`  [${model} ${name}${aa ? " AutoAttack-rand" : ""}] ${l}`), commit },
+        { progress: (l) => say(`  [${model} ${name}${aa ? " AutoAttack-rand" : ""}] ${l}`), commit, resume },
       );
       evals.push({ model, defense: name, report });
       for (const w of warningsToPrint(report, c)) say(`main: WARNING (${model} ${name}): ${w}`);
