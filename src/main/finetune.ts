@@ -67,15 +67,18 @@ export function finetuneStage(
   opts: FinetuneOptions = {},
 ): TE.TaskEither<Error, AddtWeights> {
   if (c.finetuneSteps === 0) {
-    return TE.right({
-      dir: c.addt,
-      notes: [
-        `Loaded the shipped ADDT weights (${c.addt}) instead of fine-tuning: an ADDT fine-tune does not fit in ` +
-        "the default job's time budget on a software adapter (--finetune-steps N fine-tunes the vanilla DDPM " +
-        "for N steps here).",
-      ],
-      seconds: null,
-    });
+    return pipe(
+      TE.tryCatch(() => fineTuneMethod(c.addt), () => new Error("unreachable")),
+      TE.map((method) => ({
+        dir: c.addt,
+        notes: [
+          `Loaded the ${method === "addt" ? "shipped ADDT" : `"${method}" fine-tune`} weights (${c.addt}) ` +
+          "instead of fine-tuning: an ADDT fine-tune does not fit in the default job's time budget on a " +
+          "software adapter (--finetune-steps N fine-tunes the vanilla DDPM for N steps here).",
+        ],
+        seconds: null,
+      })),
+    );
   }
   const out = `${c.out}/addt`;
   const t0 = performance.now();
@@ -101,4 +104,14 @@ export function finetuneStage(
       seconds: (performance.now() - t0) / 1000,
     })),
   );
+}
+
+/** The fine-tuning method recorded in a run folder's run.json ("addt" when it names none). */
+async function fineTuneMethod(dir: string): Promise<string> {
+  try {
+    const run = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+    return typeof run?.settings?.method === "string" ? run.settings.method : "addt";
+  } catch {
+    return "addt"; // the loader reports a missing or broken run folder with its own message
+  }
 }
