@@ -475,7 +475,7 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-/** run.json of a training run folder (copied from eval/pipeline.ts's readRun, with clearer misses). */
+/** run.json of a training run folder, or one line naming the missing or broken folder (eval and eval-clean). */
 export async function readRunFolder<S, M>(dir: string, what: string): Promise<{ settings: S; model: M }> {
   const info = await statOrNull(dir);
   if (!info?.isDirectory) throw new EvalConfigError(`${what} ${dir}: no such folder`);

@@ -20,6 +20,7 @@ import { frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
 import { type Defense, purified, undefended } from "../defense/defense.ts";
 import { type EvalConfig, EvalConfigError, validateEvalConfig } from "./config.ts";
+import { readRunFolder } from "./clean.ts";
 import { type EvalHooks, type EvalInputs, evaluate } from "./run.ts";
 import { type EvalReport, reportMarkdown } from "./report.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
@@ -37,18 +38,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** run.json of a training run folder: its settings and resolved model config. */
-async function readRun<S, M>(dir: string, what: string): Promise<{ settings: S; model: M }> {
-  const path = `${dir}/run.json`;
-  try {
-    const r = JSON.parse(await Deno.readTextFile(path));
-    if (!r?.settings || !r?.model) throw new Error("no settings or model");
-    return r;
-  } catch (e) {
-    throw new EvalConfigError(`${what} ${path}: ${(e as Error).message}`);
-  }
-}
-
 /** The classifier and (unless "none") the purifier, with their trained weights (files read: `weights`). */
 async function loadDefense(
   gpu: Gpu,
@@ -56,7 +45,7 @@ async function loadDefense(
   stores: ParamStore[],
   weights: string[],
 ): Promise<Defense> {
-  const cls = await readRun<ClassifierSettings, ClassifierModel>(c.classifier, "classifier run");
+  const cls = await readRunFolder<ClassifierSettings, ClassifierModel>(c.classifier, "classifier run");
   if (cls.settings.dataset !== c.dataset) {
     throw new EvalConfigError(
       `the classifier in ${c.classifier} was trained on ${cls.settings.dataset}, not ${c.dataset}`,
@@ -69,7 +58,7 @@ async function loadDefense(
   await loadParams(cStore, cPath);
   const classifier = frozenClassifier(cStore, cls.model);
   if (c.defense === "none") return undefended(classifier);
-  const ddpm = await readRun<DdpmSettings, UNetConfig>(c.ddpm!, "DDPM run");
+  const ddpm = await readRunFolder<DdpmSettings, UNetConfig>(c.ddpm!, "DDPM run");
   if (ddpm.settings.dataset !== c.dataset) {
     throw new EvalConfigError(
       `the DDPM in ${c.ddpm} was trained on ${ddpm.settings.dataset}, not ${c.dataset}`,
