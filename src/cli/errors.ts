@@ -9,6 +9,8 @@ import { SafetensorsError } from "../io/safetensors.ts";
 import { ParamLoadError } from "../nn/model_io.ts";
 import { EvalConfigError } from "../eval/config.ts";
 import { TrainingDivergedError, TrainSetupError } from "../train/errors.ts";
+import { pipe } from "fp-ts/function.js";
+import * as TE from "fp-ts/TaskEither.js";
 
 /** Exit codes, stable for scripts. */
 export const ExitCode = {
@@ -91,4 +93,25 @@ function debugging(): boolean {
   } catch {
     return false; // no --allow-env: not debugging
   }
+}
+
+/**
+ * Run a command's flow to its exit code: a Left is printed as one line (reportFailure), a Right is handed
+ * to `show` (which prints the command's result). Every subcommand ends through here.
+ */
+export function exitCodeOf<A>(flow: TE.TaskEither<unknown, A>, show: (a: A) => void): Promise<number> {
+  return pipe(
+    flow,
+    TE.match(
+      (e): number => {
+        const f = toFailure(e);
+        reportFailure(f);
+        return f.exitCode;
+      },
+      (a): number => {
+        show(a);
+        return ExitCode.ok;
+      },
+    ),
+  )();
 }

@@ -8,7 +8,7 @@ import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { exitCodeOf, UsageError } from "./errors.ts";
 import { type DatasetName, DATASETS } from "../train/settings.ts";
 import { NOISE_MODES } from "../defense/noise_plan.ts";
 import {
@@ -236,21 +236,6 @@ export function registerEvalCommand(program: Command, setExit: (code: number) =>
       TE.tryCatch(() => configFromFlags(opts as Record<string, unknown>), (e) => e),
       TE.chainW((config) => runEvalPipeline(config)),
     );
-    setExit(
-      await pipe(
-        flow,
-        TE.match(
-          (e) => {
-            const f = toFailure(e);
-            reportFailure(f);
-            return f.exitCode as number;
-          },
-          (report) => {
-            console.log(reportMarkdown(report));
-            return ExitCode.ok as number;
-          },
-        ),
-      )(),
-    );
+    setExit(await exitCodeOf(flow, (report) => console.log(reportMarkdown(report))));
   });
 }

@@ -7,7 +7,7 @@ import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { exitCodeOf, UsageError } from "./errors.ts";
 import { DATASETS } from "../train/settings.ts";
 import {
   CLEAN_SAMPLERS,
@@ -103,21 +103,6 @@ export function registerEvalCleanCommand(program: Command, setExit: (code: numbe
       ),
       TE.chainW((config) => runCleanPipeline(config)),
     );
-    setExit(
-      await pipe(
-        flow,
-        TE.match(
-          (e) => {
-            const f = toFailure(e);
-            reportFailure(f);
-            return f.exitCode as number;
-          },
-          (report) => {
-            console.log(cleanMarkdown(report));
-            return ExitCode.ok as number;
-          },
-        ),
-      )(),
-    );
+    setExit(await exitCodeOf(flow, (report) => console.log(cleanMarkdown(report))));
   });
 }

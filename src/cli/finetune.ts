@@ -9,7 +9,7 @@ import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure } from "./errors.ts";
+import { exitCodeOf } from "./errors.ts";
 import { settingsFromFlags } from "./train.ts";
 import { integer, number, oneOf, type Parse, text } from "./flags.ts";
 import { DATASETS } from "../train/settings.ts";
@@ -102,20 +102,6 @@ export function registerFinetuneCommand(program: Command, setExit: (code: number
       TE.fromEither(settingsFromFlags(FLAGS, opts as Record<string, unknown>, defaults)),
       TE.chainW(({ settings, explicit }) => runFinetune(settings, { explicit })),
     );
-    const code = await pipe(
-      flow,
-      TE.match(
-        (e) => {
-          const f = toFailure(e);
-          reportFailure(f);
-          return f.exitCode;
-        },
-        (r) => {
-          console.log(formatFinetuneReport(r));
-          return ExitCode.ok as number;
-        },
-      ),
-    )();
-    setExit(code);
+    setExit(await exitCodeOf(flow, (r) => console.log(formatFinetuneReport(r))));
   });
 }

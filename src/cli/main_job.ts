@@ -8,7 +8,7 @@ import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { exitCodeOf, UsageError } from "./errors.ts";
 import { integer, listOf, number, oneOf, type Parse, text } from "./flags.ts";
 import { type DatasetName, DATASETS } from "../train/settings.ts";
 import { FULL_PROTOCOL, MAIN_DEFENSES, type MainConfig, mainDefaults } from "../main/defaults.ts";
@@ -126,25 +126,14 @@ export function registerMainJob(program: Command, setExit: (code: number) => voi
       TE.chainW((config) => runMainJob(config)),
     );
     setExit(
-      await pipe(
-        flow,
-        TE.match(
-          (e) => {
-            const f = toFailure(e);
-            reportFailure(f);
-            return f.exitCode as number;
-          },
-          (r) => {
-            const out = r.report.config.out as string;
-            console.log(r.table);
-            console.log("");
-            for (const note of r.report.notes) console.log(`Note: ${note}`);
-            console.log(`Report: ${out}/report.html, ${out}/report.md, ${out}/report.json`);
-            console.log(`Images: ${r.report.images.map((g) => `${out}/${g.file}`).join(", ")}`);
-            return ExitCode.ok as number;
-          },
-        ),
-      )(),
+      await exitCodeOf(flow, (r) => {
+        const out = r.report.config.out as string;
+        console.log(r.table);
+        console.log("");
+        for (const note of r.report.notes) console.log(`Note: ${note}`);
+        console.log(`Report: ${out}/report.html, ${out}/report.md, ${out}/report.json`);
+        console.log(`Images: ${r.report.images.map((g) => `${out}/${g.file}`).join(", ")}`);
+      }),
     );
   });
 }

@@ -4,10 +4,9 @@
  * exiting so tests and other tools can call it.
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { pipe } from "fp-ts/function.js";
 import * as T from "fp-ts/Task.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure } from "./errors.ts";
+import { ExitCode, exitCodeOf, reportFailure, toFailure } from "./errors.ts";
 import { info } from "./info.ts";
 import { registerTrainCommands } from "./train.ts";
 import { registerEvalCommand } from "./eval.ts";
@@ -17,21 +16,10 @@ import { registerFinetuneCommand } from "./finetune.ts";
 import { registerMainJob } from "./main_job.ts";
 
 /** Run a command's flow: print its output, or its failure as one line; give the exit code. */
-const runFlow = (flow: TE.TaskEither<unknown, string>): T.Task<number> =>
-  pipe(
-    flow,
-    TE.match(
-      (e) => {
-        const f = toFailure(e);
-        reportFailure(f);
-        return f.exitCode;
-      },
-      (out) => {
-        if (out !== "") console.log(out);
-        return ExitCode.ok;
-      },
-    ),
-  );
+const runFlow = (flow: TE.TaskEither<unknown, string>): T.Task<number> => () =>
+  exitCodeOf(flow, (out) => {
+    if (out !== "") console.log(out);
+  });
 
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command("addt")

@@ -5,9 +5,8 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
-import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { exitCodeOf, UsageError } from "./errors.ts";
 import { getGpu } from "../gpu/context.ts";
 import { loadDdpmRun } from "../eval/clean.ts";
 import { SAMPLE_BATCH, sampleImages } from "../diffusion/sample_grid.ts";
@@ -158,23 +157,10 @@ export function registerSampleCommand(program: Command, setExit: (code: number) 
   );
   for (const f of FLAGS) cmd.option(f.flag, f.help);
   cmd.action(async (opts) => {
-    const code = await pipe(
-      TE.tryCatch(
-        async () => await runSample(sampleConfigFromFlags(opts as Record<string, unknown>)),
-        (e) => e,
-      ),
-      TE.match(
-        (e) => {
-          const f = toFailure(e);
-          reportFailure(f);
-          return f.exitCode as number;
-        },
-        (line) => {
-          console.log(line);
-          return ExitCode.ok as number;
-        },
-      ),
-    )();
-    setExit(code);
+    const flow = TE.tryCatch(
+      async () => await runSample(sampleConfigFromFlags(opts as Record<string, unknown>)),
+      (e) => e,
+    );
+    setExit(await exitCodeOf(flow, (line) => console.log(line)));
   });
 }

@@ -9,7 +9,7 @@ import type { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ExitCode, reportFailure, toFailure, UsageError } from "./errors.ts";
+import { exitCodeOf, UsageError } from "./errors.ts";
 import { formatReport, trainClassifier, trainDdpm, type TrainReport } from "../train/pipeline.ts";
 import {
   classifierDefaults,
@@ -133,20 +133,7 @@ export function settingsFromFlags<S extends TrainSettings>(
 }
 
 const finish = (flow: TE.TaskEither<unknown, TrainReport>): Promise<number> =>
-  pipe(
-    flow,
-    TE.match(
-      (e) => {
-        const f = toFailure(e);
-        reportFailure(f);
-        return f.exitCode;
-      },
-      (r) => {
-        console.log(formatReport(r));
-        return ExitCode.ok as number;
-      },
-    ),
-  )();
+  exitCodeOf(flow, (r) => console.log(formatReport(r)));
 
 function defaultsHelp(flags: readonly Flag[], defaults: TrainSettings): Flag[] {
   return flags.map((f) => {
