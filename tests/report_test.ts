@@ -312,3 +312,24 @@ Deno.test("writeMainReport: report.json round-trips, html embeds the grids, no t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("durations: progress lines and cost estimates round to the last unit shown (never 2m60s)", async () => {
+  const { shortDuration } = await import("../src/train/progress.ts");
+  const { formatDuration } = await import("../src/main/cost.ts");
+  const short = [[0.4, "0s"], [59.4, "59s"], [59.6, "1m00s"], [179.6, "3m00s"], [3599.7, "1h00m"], [
+    7170,
+    "2h00m",
+  ], [NaN, "?"]] as const;
+  for (const [s, want] of short) {
+    if (shortDuration(s) !== want) throw new Error(`shortDuration(${s}) = ${shortDuration(s)}, want ${want}`);
+  }
+  const cost = [[59.6, "1 min"], [3599, "1h00m"], [5400, "1h30m"], [86399, "1d00h"], [
+    90000,
+    "1d01h",
+  ]] as const;
+  for (const [s, want] of cost) {
+    if (formatDuration(s) !== want) {
+      throw new Error(`formatDuration(${s}) = ${formatDuration(s)}, want ${want}`);
+    }
+  }
+});

@@ -12,24 +12,19 @@
  * uploads only its batch, reads nothing back, and a resumed run repeats the uninterrupted run exactly.
  */
 import type { Gpu } from "../gpu/context.ts";
-import { keep, type Tensor } from "../tensor.ts";
-import { type Batch, Batcher } from "../data/batches.ts";
+import type { Tensor } from "../tensor.ts";
+import type { Batch } from "../data/batches.ts";
 import type { Dataset } from "../data/dataset.ts";
-import { advanceCounter, keyWords, normal, rngKey } from "../ops/random.ts";
-import { AdamW, Ema } from "../ops/optim.ts";
+import { advanceCounter, keyWords, normal } from "../ops/random.ts";
 import { backward, constant } from "../autodiff/var.ts";
-import { linearSchedule, type Schedule } from "../diffusion/schedule.ts";
 import { qSampleRaw } from "../diffusion/qsample.ts";
-import type { ParamStore } from "../nn/params.ts";
 import { loadParamsFrom } from "../nn/model_io.ts";
 import type { SafetensorsFile } from "../io/safetensors.ts";
-import { createUNet, type UNetConfig, unetForward } from "../nn/unet.ts";
+import { type UNetConfig, unetForward } from "../nn/unet.ts";
 import type { Classifier } from "../defense/networks.ts";
-import type { TrainState } from "../train/checkpoint.ts";
+import { createDdpmRun, type DdpmRun, disposeDdpmRun } from "../train/ddpm.ts";
 import { mse } from "../train/losses.ts";
 import { drawTimesteps } from "../train/draws.ts";
-import { StepStats } from "../train/stats.ts";
-import { BatchInputs } from "../train/inputs.ts";
 import { TrainSetupError } from "../train/errors.ts";
 import { mixCoefficients, mixNoise } from "./lambda.ts";
 import type { Guidance } from "./objective.ts";
@@ -38,24 +33,11 @@ import { linfPerturbation } from "./linf.ts";
 import { ADDT_STREAM, MAX_DROPOUT_SITES, SITE_DROPOUT, SITE_NOISE, SITE_TIMESTEPS } from "./draws.ts";
 import { type FinetuneSettings, flipOf, linfBudget, mixSpecOf, objectiveOf } from "./settings.ts";
 
-/** Everything a fine-tuning run holds on the GPU. */
-export interface FinetuneRun {
-  gpu: Gpu;
+/** Everything a fine-tuning run holds on the GPU: a DDPM run's state plus the guidance classifier. */
+export interface FinetuneRun extends DdpmRun {
   settings: FinetuneSettings;
-  config: UNetConfig;
-  schedule: Schedule;
-  model: ParamStore;
-  ema: ParamStore;
-  optimizer: AdamW;
-  emaUpdater: Ema;
-  batcher: Batcher;
-  inputs: BatchInputs;
   /** The frozen guidance classifier (addt, linf). */
   classifier: Classifier | null;
-  /** The step's Philox key (u32[4]); its counter is the step number. */
-  key: Tensor;
-  stats: StepStats;
-  state: TrainState;
 }
 
 /** Resnets of a UNet: each draws one dropout site per pass. */
@@ -74,60 +56,14 @@ export function createFinetuneRun(
   classifier: Classifier | null,
 ): FinetuneRun {
   const s = settings;
-  const config = { ...unet, dropout: s.dropout ?? unet.dropout };
-  if (dropoutSites(config) > MAX_DROPOUT_SITES) {
+  if (dropoutSites(unet) > MAX_DROPOUT_SITES) {
     throw new TrainSetupError(`the UNet has more than ${MAX_DROPOUT_SITES} resnets: too many dropout sites`);
   }
   if (objectiveOf(s.method) === "classifier" && !classifier) {
     throw new TrainSetupError(`--method ${s.method} needs the guidance classifier`);
   }
-  const model = createUNet(gpu, config, s.seed);
-  const ema = model.clone();
-  const optimizer = new AdamW(model, {
-    lr: s.lr,
-    warmupSteps: s.warmup,
-    maxGradNorm: s.gradClip ?? undefined,
-    betas: s.adamBetas,
-    eps: s.adamEps,
-    weightDecay: s.weightDecay,
-  });
-  const emaUpdater = new Ema(ema, model, {
-    maxDecay: s.emaMaxDecay,
-    invGamma: s.emaInvGamma,
-    power: s.emaPower,
-  });
-  const batcher = new Batcher(train, {
-    batchSize: s.batchSize,
-    seed: s.seed,
-    range: "symmetric",
-    flip: flipOf(s),
-  });
-  const state: TrainState = {
-    kind: "ddpm",
-    model,
-    ema,
-    optimizer,
-    emaUpdater,
-    seed: s.seed,
-    dataset: s.dataset,
-    config,
-  };
-  return {
-    gpu,
-    settings,
-    config,
-    schedule: linearSchedule(s.timesteps, s.betaStart, s.betaEnd),
-    model,
-    ema,
-    optimizer,
-    emaUpdater,
-    batcher,
-    inputs: new BatchInputs(gpu, [s.batchSize, train.c, train.h, train.w]),
-    classifier,
-    key: keep(rngKey(gpu, s.seed, ADDT_STREAM, 0)),
-    stats: new StepStats(gpu),
-    state,
-  };
+  const run = createDdpmRun(gpu, s, unet, train, { stream: ADDT_STREAM, flip: flipOf(s) });
+  return { ...run, settings: s, classifier };
 }
 
 /** Start from the source DDPM's (EMA) weights: the model and the EMA both take them. */
@@ -196,6 +132,5 @@ export function recordFinetuneStep(run: FinetuneRun, batch: Batch): void {
 }
 
 export function disposeFinetuneRun(run: FinetuneRun): void {
-  for (const d of [run.model, run.ema, run.optimizer, run.emaUpdater, run.inputs, run.stats]) d.dispose();
-  run.key.dispose();
+  disposeDdpmRun(run);
 }

@@ -12,6 +12,7 @@
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { getGpu, type Gpu } from "../gpu/context.ts";
+import { attempt, exists } from "../io/files.ts";
 import { readSafetensors, writeFileAtomic } from "../io/safetensors.ts";
 import { loadParams } from "../nn/model_io.ts";
 import { type UNetConfig, unetTrace } from "../nn/unet.ts";
@@ -24,6 +25,7 @@ import { type ClassifierModel, createClassifier } from "../train/models.ts";
 import { loadSplits } from "../train/data.ts";
 import { JsonlLog, Progress } from "../train/progress.ts";
 import { type OpenedRun, openRun } from "../train/run_dir.ts";
+import { readRunJson } from "../train/run_folder.ts";
 import { type FlowOptions, formatReport, type TrainReport } from "../train/pipeline.ts";
 import { type ClassifierSettings, DATASET_SHAPES, type DdpmSettings } from "../train/settings.ts";
 import {
@@ -53,37 +55,16 @@ export interface FinetuneSource {
   classifier: string | null;
 }
 
-const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
-  TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** run.json of a run folder; `what` names the flag in the error line. */
-async function readRunJson(dir: string, what: string): Promise<Record<string, unknown>> {
-  const path = `${dir}/${RUN_FILE}`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
+function readRun(dir: string, what: string): Promise<Record<string, unknown>> {
+  return readRunJson(dir, (f) => {
+    const why = f.kind === "missing"
       ? "not found (not a training run folder)"
-      : (e as Error).message;
-    throw new TrainSetupError(`${what} ${dir}: ${path} ${why}`);
-  }
-  try {
-    const r = JSON.parse(text);
-    if (!r?.settings || !r?.model) throw new Error("no settings or model");
-    return r;
-  } catch (e) {
-    throw new TrainSetupError(`${what} ${dir}: ${path} is unreadable (${(e as Error).message})`);
-  }
+      : f.kind === "unreadable"
+      ? f.message
+      : `is unreadable (${f.message})`;
+    return new TrainSetupError(`${what} ${dir}: ${f.path} ${why}`);
+  });
 }
 
 interface DdpmSource {
@@ -95,7 +76,7 @@ interface DdpmSource {
 
 /** The source DDPM run: a train-ddpm (or finetune) folder with EMA weights. */
 async function readDdpmSource(dir: string): Promise<DdpmSource> {
-  const run = await readRunJson(dir, "--ddpm");
+  const run = await readRun(dir, "--ddpm");
   const settings = run.settings as DdpmSettings, model = run.model as UNetConfig;
   if (settings.kind !== "ddpm") {
     throw new TrainSetupError(`--ddpm ${dir} holds a ${settings.kind} run, not a DDPM`);
@@ -136,7 +117,7 @@ function adoptSource(s: FinetuneSettings, src: DdpmSource, explicit: ReadonlySet
 
 /** The guidance classifier's run folder, checked: a classifier trained on `dataset`, with its weights. */
 async function readGuide(dir: string, dataset: string): Promise<{ model: ClassifierModel; path: string }> {
-  const run = await readRunJson(dir, "--classifier");
+  const run = await readRun(dir, "--classifier");
   const settings = run.settings as ClassifierSettings, model = run.model as ClassifierModel;
   if (settings.kind !== "classifier") {
     throw new TrainSetupError(`--classifier ${dir} holds a ${settings.kind} run, not a classifier`);
@@ -170,7 +151,7 @@ async function prepare(s: FinetuneSettings, explicit: ReadonlySet<string>): Prom
   if (await readManifest(s.out)) {
     // without --resume, openRun refuses to overwrite the run (one line naming --resume)
     if (!s.resume) await openRun<FinetuneSettings, UNetConfig>(s, explicit, keepsConfig);
-    const saved = await readRunJson(s.out, "--out");
+    const saved = await readRun(s.out, "--out");
     const settings = saved.settings as Partial<FinetuneSettings>;
     if (typeof settings.method !== "string" || typeof settings.ddpm !== "string") {
       throw new TrainSetupError(

@@ -6,29 +6,14 @@
  * --help), and the flags actually given are the "explicit" settings that a resumed run must agree with.
  */
 import type { Command } from "@commander-js/extra-typings";
-import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { exitCodeOf } from "./errors.ts";
-import { settingsFromFlags } from "./train.ts";
-import { integer, number, oneOf, type Parse, text } from "./flags.ts";
+import { CHECKPOINT_FLAGS, EMA_FLAGS, OPTIMIZER_FLAGS, settingsFromFlags } from "./train.ts";
+import { type Flag, integer, number, oneOf, text, withDefaults } from "./flags.ts";
 import { DATASETS } from "../train/settings.ts";
-import { finetuneDefaults, type FinetuneSettings, METHODS } from "../addt/settings.ts";
+import { finetuneDefaults, METHODS } from "../addt/settings.ts";
 import { formatFinetuneReport, runFinetune } from "../addt/pipeline.ts";
-
-const numberOrNone: Parse = (v, f) => v === "none" ? E.right(null) : number(v, f);
-const pair: Parse = (v, f) => {
-  const xs = v.split(",").map(Number);
-  return xs.length === 2 && xs.every(Number.isFinite)
-    ? E.right(xs)
-    : E.left(`${f} expects two numbers a,b, got "${v}"`);
-};
-
-interface Flag {
-  flag: string;
-  help: string;
-  parse: Parse | null; // null: a boolean switch
-}
 
 const FLAGS: Flag[] = [
   { flag: "--ddpm <dir>", help: "the DDPM run folder to fine-tune (its EMA weights; required)", parse: text },
@@ -62,32 +47,11 @@ const FLAGS: Flag[] = [
     help: "linf: the budget in [0, 1] pixels, step half of it (default: the dataset's attack eps)",
     parse: number,
   },
-  { flag: "--weight-decay <x>", help: "AdamW decoupled weight decay", parse: number },
-  { flag: "--grad-clip <x|none>", help: "clip the global gradient norm", parse: numberOrNone },
-  { flag: "--adam-betas <b1,b2>", help: "AdamW betas", parse: pair },
-  { flag: "--ema-max-decay <x>", help: "EMA decay ceiling", parse: number },
-  { flag: "--ema-inv-gamma <x>", help: "EMA warmup inv_gamma", parse: number },
-  { flag: "--ema-power <x>", help: "EMA warmup power", parse: number },
+  ...OPTIMIZER_FLAGS,
+  ...EMA_FLAGS,
   { flag: "--dropout <x>", help: "resnet dropout", parse: number },
-  { flag: "--log-every <n>", help: "steps between log lines (loss read back from the GPU)", parse: integer },
-  { flag: "--checkpoint-every <n>", help: "steps between checkpoints", parse: integer },
-  { flag: "--keep <n>", help: "checkpoints kept on disk", parse: integer },
-  { flag: "--resume", help: "continue the run in --out from its last checkpoint", parse: null },
+  ...CHECKPOINT_FLAGS,
 ];
-
-const keyOf = (flag: string) =>
-  flag.split(" ")[0].slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-
-/** The help text with each flag's default. */
-function withDefaults(flags: readonly Flag[], defaults: FinetuneSettings): Flag[] {
-  return flags.map((f) => {
-    const v = (defaults as unknown as Record<string, unknown>)[keyOf(f.flag)];
-    const shown = v === null || v === undefined || v === false || v === "" || f.help.includes("(default:")
-      ? ""
-      : ` (default: ${Array.isArray(v) ? v.join(",") : v})`;
-    return { ...f, help: f.help + shown };
-  });
-}
 
 /** Add `finetune` to a program (replacing a placeholder); `setExit` receives the run's exit code. */
 export function registerFinetuneCommand(program: Command, setExit: (code: number) => void): void {

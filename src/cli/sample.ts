@@ -8,7 +8,7 @@ import * as E from "fp-ts/Either.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { exitCodeOf, UsageError } from "./errors.ts";
 import { getGpu } from "../gpu/context.ts";
-import { loadDdpmRun } from "../eval/clean.ts";
+import { loadDdpmRun } from "../train/run_folder.ts";
 import { SAMPLE_BATCH, sampleImages } from "../diffusion/sample_grid.ts";
 import type { SamplerKind, VarianceKind } from "../diffusion/sampler.ts";
 import { writeGridPng } from "../io/png.ts";

@@ -19,26 +19,49 @@ import {
   type DdpmSettings,
   type TrainSettings,
 } from "../train/settings.ts";
-import { fail, integer, number, oneOf, type Parse, text } from "./flags.ts";
+import {
+  fail,
+  type Flag,
+  integer,
+  keyOf,
+  number,
+  numberOrNone,
+  oneOf,
+  pair,
+  type Parse,
+  text,
+  withDefaults,
+} from "./flags.ts";
 
-const numberOrNone: Parse = (v, f) => v === "none" ? E.right(null) : number(v, f);
 const integers: Parse = (v, f) =>
   v === "none"
     ? E.right([])
     : v.split(",").every((x) => /^\d+$/.test(x.trim()))
     ? E.right(v.split(",").map(Number))
     : fail(f, "integers a,b,...", v);
-const pair: Parse = (v, f) => {
-  const xs = v.split(",").map(Number);
-  return xs.length === 2 && xs.every(Number.isFinite) ? E.right(xs) : fail(f, "two numbers a,b", v);
-};
 
-/** A flag: commander's spelling, the settings key it sets (commander's camelCase name) and its parser. */
-interface Flag {
-  flag: string;
-  help: string;
-  parse: Parse | null; // null: a boolean switch
-}
+/** AdamW's flags (the trainers and `finetune`). */
+export const OPTIMIZER_FLAGS: Flag[] = [
+  { flag: "--weight-decay <x>", help: "AdamW decoupled weight decay", parse: number },
+  { flag: "--grad-clip <x|none>", help: "clip the global gradient norm", parse: numberOrNone },
+  { flag: "--adam-betas <b1,b2>", help: "AdamW betas", parse: pair },
+  { flag: "--adam-eps <x>", help: "AdamW epsilon", parse: number },
+];
+
+/** The EMA of the weights (DDPM training and `finetune`). */
+export const EMA_FLAGS: Flag[] = [
+  { flag: "--ema-max-decay <x>", help: "EMA decay ceiling", parse: number },
+  { flag: "--ema-inv-gamma <x>", help: "EMA warmup inv_gamma", parse: number },
+  { flag: "--ema-power <x>", help: "EMA warmup power", parse: number },
+];
+
+/** Logging, checkpoints and resume (the trainers and `finetune`). */
+export const CHECKPOINT_FLAGS: Flag[] = [
+  { flag: "--log-every <n>", help: "steps between log lines (loss read back from the GPU)", parse: integer },
+  { flag: "--checkpoint-every <n>", help: "steps between checkpoints", parse: integer },
+  { flag: "--keep <n>", help: "checkpoints kept on disk", parse: integer },
+  { flag: "--resume", help: "continue the run in --out from its last checkpoint", parse: null },
+];
 
 const COMMON: Flag[] = [
   {
@@ -59,15 +82,9 @@ const COMMON: Flag[] = [
     parse: integers,
   },
   { flag: "--lr-drop-factor <x>", help: "factor of each drop", parse: number },
-  { flag: "--weight-decay <x>", help: "decoupled weight decay", parse: number },
-  { flag: "--grad-clip <x|none>", help: "clip the global gradient norm", parse: numberOrNone },
-  { flag: "--adam-betas <b1,b2>", help: "AdamW betas", parse: pair },
-  { flag: "--adam-eps <x>", help: "AdamW epsilon", parse: number },
+  ...OPTIMIZER_FLAGS,
   { flag: "--seed <n>", help: "seed of the weights, data order and random draws", parse: integer },
-  { flag: "--resume", help: "continue the run in --out from its last checkpoint", parse: null },
-  { flag: "--log-every <n>", help: "steps between log lines (loss read back from the GPU)", parse: integer },
-  { flag: "--checkpoint-every <n>", help: "steps between checkpoints", parse: integer },
-  { flag: "--keep <n>", help: "checkpoints kept on disk", parse: integer },
+  ...CHECKPOINT_FLAGS,
 ];
 
 const DDPM: Flag[] = [
@@ -79,9 +96,7 @@ const DDPM: Flag[] = [
   { flag: "--timesteps <n>", help: "diffusion steps T", parse: integer },
   { flag: "--beta-start <x>", help: "first beta of the linear schedule", parse: number },
   { flag: "--beta-end <x>", help: "last beta of the linear schedule", parse: number },
-  { flag: "--ema-max-decay <x>", help: "EMA decay ceiling", parse: number },
-  { flag: "--ema-inv-gamma <x>", help: "EMA warmup inv_gamma", parse: number },
-  { flag: "--ema-power <x>", help: "EMA warmup power", parse: number },
+  ...EMA_FLAGS,
   { flag: "--dropout <x>", help: "resnet dropout (default: the model config's, 0.1)", parse: number },
 ];
 
@@ -99,10 +114,6 @@ const CLASSIFIER: Flag[] = [
   { flag: "--eval-batch-size <n>", help: "images per evaluation batch", parse: integer },
   { flag: "--flip", help: "random horizontal flips", parse: null },
 ];
-
-/** commander's attribute name of a flag: "--data-dir <dir>" -> "dataDir". */
-const keyOf = (flag: string) =>
-  flag.split(" ")[0].slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 /** Settings from the given flags over the defaults, and the set of settings given explicitly. */
 export function settingsFromFlags<S extends TrainSettings>(
@@ -135,17 +146,6 @@ export function settingsFromFlags<S extends TrainSettings>(
 const finish = (flow: TE.TaskEither<unknown, TrainReport>): Promise<number> =>
   exitCodeOf(flow, (r) => console.log(formatReport(r)));
 
-function defaultsHelp(flags: readonly Flag[], defaults: TrainSettings): Flag[] {
-  return flags.map((f) => {
-    const v = (defaults as unknown as Record<string, unknown>)[keyOf(f.flag)];
-    const shown =
-      v === null || v === undefined || v === false || v === "" || (Array.isArray(v) && v.length === 0)
-        ? ""
-        : ` (default: ${Array.isArray(v) ? v.join(",") : v})`;
-    return { ...f, help: f.help + shown };
-  });
-}
-
 /** Add train-classifier and train-ddpm to a program; `setExit` receives each run's exit code. */
 export function registerTrainCommands(program: Command, setExit: (code: number) => void): void {
   const add = <S extends TrainSettings>(
@@ -158,7 +158,7 @@ export function registerTrainCommands(program: Command, setExit: (code: number) 
     const existing = program.commands.findIndex((c) => c.name() === name);
     if (existing >= 0) (program.commands as Command[]).splice(existing, 1); // replace a placeholder
     const cmd = program.command(name).description(description);
-    for (const f of defaultsHelp(flags, defaults)) cmd.option(f.flag, f.help);
+    for (const f of withDefaults(flags, defaults)) cmd.option(f.flag, f.help);
     cmd.action(async (opts) => {
       const flow = pipe(
         TE.fromEither(settingsFromFlags(flags, opts as Record<string, unknown>, defaults)),

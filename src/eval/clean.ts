@@ -22,27 +22,16 @@ import { constant, noGrad } from "../autodiff/var.ts";
 import { rngKey } from "../ops/random.ts";
 import { perImageNormal } from "../ops/image_noise.ts";
 import { correctFlags } from "../attack/losses.ts";
-import { loadParams } from "../nn/model_io.ts";
 import type { ParamStore } from "../nn/params.ts";
-import { createUNet, type UNetConfig } from "../nn/unet.ts";
-import { type ClassifierModel, createClassifier } from "../train/models.ts";
 import { loadSplits } from "../train/data.ts";
-import {
-  type ClassifierSettings,
-  DATASET_SHAPES,
-  type DatasetName,
-  type DdpmSettings,
-} from "../train/settings.ts";
+import { DATASET_SHAPES, type DatasetName } from "../train/settings.ts";
+import { loadClassifierRun, loadDdpmRun } from "../train/run_folder.ts";
+import { shortDuration } from "../train/progress.ts";
 import { toFloat } from "../data/dataset.ts";
-import {
-  type EpsModel,
-  linearSchedule,
-  type NoiseSet,
-  type SamplerKind,
-  type Schedule,
-} from "../diffusion/sampler.ts";
-import { type Classifier, frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
+import { type EpsModel, type NoiseSet, type SamplerKind, type Schedule } from "../diffusion/sampler.ts";
+import type { Classifier } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
+import { attempt } from "../io/files.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
 import { EvalConfigError } from "./config.ts";
 import { gitCommit } from "./run.ts";
@@ -273,16 +262,6 @@ export interface CleanReport {
   rows: CleanRow[];
 }
 
-function duration(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = Math.round(s % 60);
-  return h > 0
-    ? `${h}h${String(m).padStart(2, "0")}m`
-    : m > 0
-    ? `${m}m${String(r).padStart(2, "0")}s`
-    : `${r}s`;
-}
-
 /** Correct flags (1/0) of images [start, start + count): one upload, the dispatches, one readback. */
 function batchFlags(
   inputs: CleanInputs,
@@ -382,8 +361,8 @@ export async function evaluateClean(
       say(
         `eval-clean: ${name} ${st.done}/${c.n} (${(100 * st.correct / st.done).toFixed(2)}% so far), ` +
           `batch ${seconds.toFixed(1)} s, ${(count / seconds).toFixed(1)} images/s; ` +
-          `elapsed ${duration((performance.now() - t0) / 1000)}, ETA ${
-            Number.isNaN(eta) ? "after the first purified batch" : duration(eta)
+          `elapsed ${shortDuration((performance.now() - t0) / 1000)}, ETA ${
+            Number.isNaN(eta) ? "after the first purified batch" : shortDuration(eta)
           }`,
       );
       await hooks.afterBatch?.(part.id, st.done);
@@ -465,112 +444,7 @@ export async function writeCleanReport(r: CleanReport, out: string): Promise<voi
   await writeFileAtomic(`${out}/report.md`, cleanMarkdown(r));
 }
 
-// ------------------------------------------------------------------ run folders
-
-async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.stat(path);
-  } catch {
-    return null;
-  }
-}
-
-/** run.json of a training run folder, or one line naming the missing or broken folder (eval and eval-clean). */
-export async function readRunFolder<S, M>(dir: string, what: string): Promise<{ settings: S; model: M }> {
-  const info = await statOrNull(dir);
-  if (!info?.isDirectory) throw new EvalConfigError(`${what} ${dir}: no such folder`);
-  const path = `${dir}/run.json`;
-  try {
-    const r = JSON.parse(await Deno.readTextFile(path));
-    if (!r?.settings || !r?.model) throw new Error("no settings or model");
-    return r;
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "not found (not a training run folder?)"
-      : (e as Error).message;
-    throw new EvalConfigError(`${what} ${path}: ${why}`);
-  }
-}
-
-/** A weights file with what identifies its contents cheaply. */
-export interface WeightsFile {
-  path: string;
-  bytes: number;
-  modified: string | null;
-}
-
-async function weightsFile(path: string): Promise<WeightsFile | null> {
-  const info = await statOrNull(path);
-  return info?.isFile ? { path, bytes: info.size, modified: info.mtime?.toISOString() ?? null } : null;
-}
-
-export interface DdpmRun {
-  eps: EpsModel;
-  config: UNetConfig;
-  settings: DdpmSettings;
-  schedule: Schedule;
-  store: ParamStore;
-  weights: WeightsFile;
-}
-
-/** The DDPM of a run folder (EMA weights when asked for and present), frozen, in evaluation mode. */
-export async function loadDdpmRun(gpu: Gpu, dir: string, ema: boolean): Promise<DdpmRun> {
-  const run = await readRunFolder<DdpmSettings, UNetConfig>(dir, "DDPM run");
-  const file = (ema ? await weightsFile(`${dir}/ema.safetensors`) : null) ??
-    await weightsFile(`${dir}/model.safetensors`);
-  if (!file) {
-    throw new EvalConfigError(`DDPM run ${dir}: no ${ema ? "ema.safetensors or " : ""}model.safetensors`);
-  }
-  const store = createUNet(gpu, run.model, 0);
-  try {
-    await loadParams(store, file.path);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
-  const s = run.settings;
-  return {
-    eps: frozenEpsModel(store, run.model),
-    config: run.model,
-    settings: s,
-    schedule: linearSchedule(s.timesteps, s.betaStart, s.betaEnd),
-    store,
-    weights: file,
-  };
-}
-
-export interface ClassifierRun {
-  classifier: Classifier;
-  model: ClassifierModel;
-  settings: ClassifierSettings;
-  store: ParamStore;
-  weights: WeightsFile;
-}
-
-export async function loadClassifierRun(gpu: Gpu, dir: string): Promise<ClassifierRun> {
-  const run = await readRunFolder<ClassifierSettings, ClassifierModel>(dir, "classifier run");
-  const file = await weightsFile(`${dir}/model.safetensors`);
-  if (!file) throw new EvalConfigError(`classifier run ${dir}: no model.safetensors`);
-  const store = createClassifier(gpu, run.model, 0);
-  try {
-    await loadParams(store, file.path);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
-  return {
-    classifier: frozenClassifier(store, run.model),
-    model: run.model,
-    settings: run.settings,
-    store,
-    weights: file,
-  };
-}
-
 // ------------------------------------------------------------------ the pipeline
-
-const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
-  TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
 
 async function loadAndEvaluate(
   c: CleanConfig,

@@ -15,28 +15,17 @@ import { linearSchedule } from "../diffusion/schedule.ts";
 import { type ClassifierModel, createClassifier } from "../train/models.ts";
 import { loadSplits } from "../train/data.ts";
 import type { ClassifierSettings, DdpmSettings } from "../train/settings.ts";
+import { readRunFolder } from "../train/run_folder.ts";
 import { toFloat } from "../data/dataset.ts";
 import { frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
 import { type Defense, purified, undefended } from "../defense/defense.ts";
 import { type EvalConfig, EvalConfigError, validateEvalConfig } from "./config.ts";
-import { readRunFolder } from "./clean.ts";
 import { type EvalHooks, type EvalInputs, evaluate } from "./run.ts";
 import { type EvalReport, reportMarkdown } from "./report.ts";
+import { attempt, exists } from "../io/files.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
 import { evalProgressKey, weightsStamps } from "./resume.ts";
-
-const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
-  TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The classifier and (unless "none") the purifier, with their trained weights (files read: `weights`). */
 async function loadDefense(

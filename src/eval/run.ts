@@ -12,6 +12,7 @@ import type { EvalConfig } from "./config.ts";
 import { attackLabel, EvalConfigError } from "./config.ts";
 import { budgetsOf, evaluateBatch } from "./protocol.ts";
 import { appendFlags, emptyFlags } from "./stats.ts";
+import { shortDuration } from "../train/progress.ts";
 import { buildReport, type EvalReport, type EvalResults } from "./report.ts";
 import {
   type BatchRecord,
@@ -41,16 +42,6 @@ export interface EvalHooks {
   resume?: { path: string; key: string };
   /** After each batch computed (and saved) by this invocation; tests stop a run here. */
   afterBatch?: (batch: number, batches: number) => void | Promise<void>;
-}
-
-function duration(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = Math.round(s % 60);
-  return h > 0
-    ? `${h}h${String(m).padStart(2, "0")}m`
-    : m > 0
-    ? `${m}m${String(r).padStart(2, "0")}s`
-    : `${r}s`;
 }
 
 /** The current commit (with "-dirty" when the tree has changes), or "unknown" outside a git checkout. */
@@ -160,7 +151,9 @@ export async function evaluate(
               `eval: batch ${b + 1}/${batches} (${count} image${count === 1 ? "" : "s"}): ${partName(row)} ${
                 seconds.toFixed(1)
               } s; ` +
-                `elapsed ${duration(elapsed)}, ETA ${doneHere > 0 ? duration(eta) : "after the first batch"}`,
+                `elapsed ${shortDuration(elapsed)}, ETA ${
+                  doneHere > 0 ? shortDuration(eta) : "after the first batch"
+                }`,
             );
           },
         },

@@ -90,10 +90,11 @@ export function estimateMainCost(c: MainConfig, nets: NetFlops): MainCost {
 
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
-  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.round((s % 3600) / 60);
-  if (d > 0) return `${d}d${String(h).padStart(2, "0")}h`;
-  if (h > 0) return `${h}h${String(m).padStart(2, "0")}m`;
-  return s >= 60 ? `${m} min` : `${Math.round(s)} s`;
+  if (Math.round(s) < 60) return `${Math.round(s)} s`;
+  const minutes = Math.round(s / 60), hours = Math.round(s / 3600);
+  if (minutes < 60) return `${minutes} min`;
+  if (hours < 24) return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
+  return `${Math.floor(hours / 24)}d${String(hours % 24).padStart(2, "0")}h`;
 }
 
 /** "3.4 TFLOP: about 7 min at 8 GFLOP/s (llvmpipe, idle)" */

@@ -11,7 +11,7 @@ import { finetuneDefaults, type FinetuneSettings } from "../addt/settings.ts";
 import { type FlowOptions, runFinetune } from "../addt/pipeline.ts";
 import { MANIFEST } from "../train/checkpoint.ts";
 import type { MainConfig } from "./defaults.ts";
-import { exists } from "./models.ts";
+import { exists } from "../io/files.ts";
 
 export type FinetuneOptions = FlowOptions;
 

@@ -3,7 +3,7 @@
  * (src/train/progress.ts format). Lines without both numbers (an evaluation record, a line cut short by a
  * kill) are skipped rather than failing the report.
  */
-import { exists } from "./models.ts";
+import { exists } from "../io/files.ts";
 
 export interface LossCurve {
   points: { step: number; loss: number }[];

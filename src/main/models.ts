@@ -5,6 +5,7 @@
  * A missing or unreadable folder is an EvalConfigError naming it (one line, exit 2 in the CLI).
  */
 import type { Gpu } from "../gpu/context.ts";
+import { exists } from "../io/files.ts";
 import { loadParams } from "../nn/model_io.ts";
 import { createUNet, type UNetConfig } from "../nn/unet.ts";
 import type { ParamStore } from "../nn/params.ts";
@@ -12,41 +13,23 @@ import { linearSchedule, type Schedule } from "../diffusion/schedule.ts";
 import type { EpsModel } from "../diffusion/sampler.ts";
 import { type ClassifierModel, createClassifier } from "../train/models.ts";
 import type { DatasetName } from "../train/settings.ts";
+import { readRunJson, type RunJson } from "../train/run_folder.ts";
 import { type Classifier, frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
 import { type Defense, purified } from "../defense/defense.ts";
 import { EvalConfigError } from "../eval/config.ts";
 import type { MainDefense } from "./defaults.ts";
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-interface RunFile {
-  settings: Record<string, unknown>;
-  model: unknown;
-}
-
 /** run.json of a run folder, or a one-line error saying which folder is missing or broken. */
-export async function readRunFile(dir: string, what: string): Promise<RunFile> {
-  const path = `${dir}/run.json`;
+export async function readRunFile(dir: string, what: string): Promise<RunJson> {
   if (!(await exists(dir))) throw new EvalConfigError(`${what} folder ${dir} not found`);
-  try {
-    const r = JSON.parse(await Deno.readTextFile(path));
-    if (!r?.settings || !r?.model) throw new Error("no settings or model");
-    return r;
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound ? "file not found" : (e as Error).message;
-    throw new EvalConfigError(`${what} ${path}: ${why}`);
-  }
+  return await readRunJson(dir, (f) => {
+    const why = f.kind === "missing" ? "file not found" : f.message;
+    return new EvalConfigError(`${what} ${f.path}: ${why}`);
+  });
 }
 
-function checkDataset(run: RunFile, dir: string, what: string, dataset: DatasetName): void {
+function checkDataset(run: RunJson, dir: string, what: string, dataset: DatasetName): void {
   const trained = run.settings.dataset;
   if (trained !== dataset) {
     throw new EvalConfigError(`the ${what} in ${dir} was trained on ${trained}, not ${dataset}`);

@@ -15,6 +15,7 @@ import { cnnTrace } from "../nn/classifier.ts";
 import { unetTrace } from "../nn/unet.ts";
 import { wrnTrace } from "../nn/wideresnet.ts";
 import { toFloat } from "../data/dataset.ts";
+import { attempt, exists } from "../io/files.ts";
 import { loadSplits } from "../train/data.ts";
 import type { Defense } from "../defense/defense.ts";
 import { type EvalConfig, EvalConfigError, evalDefaults, standardEps } from "../eval/config.ts";
@@ -26,7 +27,7 @@ import { evalProgressKey, weightsStamps } from "../eval/resume.ts";
 import { MAIN_REPORT_FORMAT, type MainReport } from "../report/types.ts";
 import { writeMainReport } from "../report/mod.ts";
 import { gridCount, type MainConfig, mainConfigProblems, type MainDefense } from "./defaults.ts";
-import { buildDefense, DEFENSE_NAMES, exists, loadClassifierRun, loadDdpmRun } from "./models.ts";
+import { buildDefense, DEFENSE_NAMES, loadClassifierRun, loadDdpmRun } from "./models.ts";
 import {
   autoAttackSpecs,
   comparisonMarkdown,
@@ -62,9 +63,6 @@ export interface MainResult {
   /** Files written into config.out. */
   files: string[];
 }
-
-const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
-  TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
 
 /** The config if usable, else its first problem as an EvalConfigError. */
 export function validateMainConfig(c: MainConfig): TE.TaskEither<Error, MainConfig> {

@@ -45,8 +45,22 @@ export interface DdpmRun {
   state: TrainState;
 }
 
+/** What a run built on this one (ADDT fine-tuning) changes: its RNG stream, mirrored batches. */
+export interface DdpmRunOptions {
+  /** The Philox stream of the run's draws (default DDPM_STREAM). */
+  stream?: number;
+  /** Mirror images at random (the batcher's flip; default off). */
+  flip?: boolean;
+}
+
 /** Build a fresh run (initial weights from the seed); `restore` then loads a checkpoint into it. */
-export function createDdpmRun(gpu: Gpu, settings: DdpmSettings, unet: UNetConfig, train: Dataset): DdpmRun {
+export function createDdpmRun(
+  gpu: Gpu,
+  settings: DdpmSettings,
+  unet: UNetConfig,
+  train: Dataset,
+  options: DdpmRunOptions = {},
+): DdpmRun {
   const s = settings;
   const config = { ...unet, dropout: s.dropout ?? unet.dropout };
   const model = createUNet(gpu, config, s.seed);
@@ -64,9 +78,14 @@ export function createDdpmRun(gpu: Gpu, settings: DdpmSettings, unet: UNetConfig
     invGamma: s.emaInvGamma,
     power: s.emaPower,
   });
-  const batcher = new Batcher(train, { batchSize: s.batchSize, seed: s.seed, range: "symmetric" });
+  const batcher = new Batcher(train, {
+    batchSize: s.batchSize,
+    seed: s.seed,
+    range: "symmetric",
+    flip: options.flip ?? false,
+  });
   const inputs = new BatchInputs(gpu, [s.batchSize, train.c, train.h, train.w]);
-  const key = keep(rngKey(gpu, s.seed, DDPM_STREAM, 0));
+  const key = keep(rngKey(gpu, s.seed, options.stream ?? DDPM_STREAM, 0));
   const state: TrainState = {
     kind: "ddpm",
     model,

@@ -9,6 +9,7 @@ import * as TE from "fp-ts/TaskEither.js";
 import { getGpu } from "../gpu/context.ts";
 import type { Dataset } from "../data/dataset.ts";
 import type { Batch } from "../data/batches.ts";
+import { attempt } from "../io/files.ts";
 import type { UNetConfig } from "../nn/unet.ts";
 import { linkFinal, type Manifest, restoreCheckpoint } from "./checkpoint.ts";
 import {
@@ -52,9 +53,6 @@ export interface TrainReport {
   /** Classifier runs: top-1 accuracy on the whole test split. */
   testAccuracy?: number;
 }
-
-const attempt = <A>(f: () => Promise<A>): TE.TaskEither<Error, A> =>
-  TE.tryCatch(f, (e) => (e instanceof Error ? e : new Error(String(e))));
 
 const allKeys = (s: object): ReadonlySet<string> => new Set(Object.keys(s));
 

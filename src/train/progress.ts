@@ -39,14 +39,17 @@ export interface ProgressOptions {
   quiet?: boolean;
 }
 
-function seconds(s: number): string {
+const pad2 = (n: number) => String(n).padStart(2, "0");
+
+/** Seconds as "45s", "2m05s" or "1h02m" (progress lines, ETAs); rounded to the last unit shown, so a
+ * value never reads "2m60s". */
+export function shortDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = Math.floor(s % 60);
-  return h > 0
-    ? `${h}h${String(m).padStart(2, "0")}m`
-    : m > 0
-    ? `${m}m${String(r).padStart(2, "0")}s`
-    : `${r}s`;
+  const t = Math.round(s);
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m${pad2(t % 60)}s`;
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)}h${pad2(minutes % 60)}m`;
 }
 
 const num = (x: number) => (Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? x.toFixed(4) : x.toExponential(3));
@@ -96,7 +99,9 @@ export class Progress {
     ).map(([k, v]) => ` ${k} ${num(v)}`).join("");
     this.write(
       `${this.label} step ${r.step}/${this.total} loss ${num(r.loss)} lr ${r.lr.toExponential(2)} ` +
-        `grad_norm ${num(r.grad_norm)} ${r.images_per_s.toFixed(1)} img/s${extras} eta ${seconds(eta)}\n`,
+        `grad_norm ${num(r.grad_norm)} ${r.images_per_s.toFixed(1)} img/s${extras} eta ${
+          shortDuration(eta)
+        }\n`,
     );
   }
 
@@ -122,7 +127,7 @@ export class Progress {
     const loss = this.last ? ` loss ${num(this.last.loss)}` : "";
     this.write(
       `\r\x1b[2K${this.label} [${bar}] ${step}/${this.total}${loss} ${imagesPerS.toFixed(1)} img/s ` +
-        `eta ${seconds(eta)}`,
+        `eta ${shortDuration(eta)}`,
     );
     this.barShown = true;
   }
