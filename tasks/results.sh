@@ -12,7 +12,9 @@
 # process drives llvmpipe at about one core, so 2 on a 2-core machine); BATCH (default 32): images attacked
 # at once (a row's progress is keyed by its config, batch size included: keep it when resuming).
 # Protocol (RESULTS.md): MNIST test images from #0, t* = 100, NFE 5, PGD-20 (alpha eps/4 Linf, eps/5 L2),
-# K = 20 fresh evaluations per final image, seed 0.
+# K = 20 fresh evaluations per final image, seed 0. The purifier's noise is keyed by (seed, row of the
+# --mode list, batch): a vanilla row and its ADDT row list their modes in the same order, so each pair of
+# rows sees the same noise and the comparison is paired.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,7 @@ ADDT=weights/mnist-addt
 
 # name | arguments (after COMMON)
 ROWS=(
-  "v-ddpm-eot1|--ddpm $VANILLA --defense dp_ddpm --norm linf --mode fresh,dw_fwd,dw_rev,dw_both --eot 1 --n 256"
+  "v-ddpm-eot1|--ddpm $VANILLA --defense dp_ddpm --norm linf --mode fresh,dw_both,dw_fwd,dw_rev --eot 1 --n 256"
   "v-ddim-eot1|--ddpm $VANILLA --defense dp_ddim --norm linf --mode fresh,dw_both --eot 1 --n 256"
   "v-ddpm-eot10-linf|--ddpm $VANILLA --defense dp_ddpm --norm linf --mode fresh --eot 10 --n 128"
   "v-ddim-eot10-linf|--ddpm $VANILLA --defense dp_ddim --norm linf --mode fresh --eot 10 --n 128"
