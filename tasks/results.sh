@@ -22,6 +22,8 @@ ROOT=${ROOT:-out}
 JOBS=${JOBS:-2}
 BATCH=${BATCH:-32}
 COMMON="--classifier weights/mnist-cnn --t-star 100 --nfe 5 --seed 0 --batch-size $BATCH --attack pgd --steps 20"
+# the same gradients without recomputing the reverse steps (1.3-1.4x faster here, ~1.2 GB at batch 32, NFE 5)
+COMMON="$COMMON --no-checkpoint"
 VANILLA=weights/mnist-ddpm
 ADDT=weights/mnist-addt
 

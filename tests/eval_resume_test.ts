@@ -78,6 +78,8 @@ Deno.test("eval progress key: ignores out and n, keeps the batch size and the we
     evalProgressKey({ ...base, n: 100, out: "elsewhere" }, w) === key,
     "n and out must not change the key",
   );
+  // checkpointing only trades memory for speed (the gradient is bit-identical: sampler_test)
+  check(evalProgressKey({ ...base, checkpoint: false }, w) === key, "checkpoint must not change the key");
   const reordered = Object.fromEntries(Object.entries(base).reverse()) as unknown as EvalConfig;
   check(evalProgressKey(reordered, w) === key, "field order must not change the key");
   for (

@@ -107,6 +107,9 @@ Deno.test("eval CLI flags: comma lists make one setting per combination; --confi
     nfe: "5",
   });
   check(grid.attacks.length === 8 && grid.nfe === 5, `grid of ${grid.attacks.length}`);
+  check(grid.checkpoint === true, "reverse steps are checkpointed by default");
+  const plain = await configFromFlags({ classifier: "c", ddpm: "d", checkpoint: false });
+  check(plain.checkpoint === false, "--no-checkpoint turns checkpointing off");
   check(grid.attacks.every((a) => a.eot === 4), "shared flags reach every setting");
   check(
     grid.attacks.filter((a) => a.attack === "fgsm" && a.eps === 0.2 && a.mode === "dw_both").length === 1,

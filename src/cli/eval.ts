@@ -59,6 +59,13 @@ const FLAGS: Flag[] = [
   },
   { flag: "--no-ema", help: "use the DDPM's raw weights instead of its EMA", parse: null, target: "config" },
   {
+    flag: "--no-checkpoint",
+    help: "keep the reverse steps' activations instead of recomputing them in the backward pass: the same " +
+      "gradient, about 1.4x faster attacks, memory growing with NFE x batch",
+    parse: null,
+    target: "config",
+  },
+  {
     flag: "--defense <name>",
     help: DEFENSES.join(" | ") + " (default: dp_ddpm)",
     parse: oneOf(DEFENSES),

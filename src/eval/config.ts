@@ -67,6 +67,12 @@ export interface EvalConfig {
   out: string | null;
   /** Attack the undefended classifier at every (norm, eps) too (the sanity check). */
   checkUndefended: boolean;
+  /**
+   * Recompute each reverse step in the attack's backward pass (gradient checkpointing; default true). Off
+   * keeps every step's activations instead: the same gradient bit for bit, one UNet forward less per step
+   * (about 1.4x faster attacks), memory growing with NFE x batch size.
+   */
+  checkpoint: boolean;
 }
 
 /** The standard budget of a dataset and norm. */
@@ -113,6 +119,7 @@ export function evalDefaults(overrides: Partial<EvalConfig> = {}): EvalConfig {
     seed: 0,
     out: null,
     checkUndefended: true,
+    checkpoint: true,
     ...overrides,
   };
 }

@@ -65,6 +65,7 @@ async function loadDefense(
     nfe: c.nfe,
     sampler: c.defense === "dp_ddpm" ? "ddpm" : "ddim",
     schedule: linearSchedule(s.timesteps, s.betaStart, s.betaEnd),
+    checkpoint: c.checkpoint,
   });
   return purified(classifier, purifier, c.defense === "dp_ddpm" ? "DP_DDPM" : "DP_DDIM");
 }

@@ -71,7 +71,8 @@ function canonicalJson(value: unknown): string {
 
 /** The progress key of a validated config (with its real offset) and the weights it evaluates. */
 export function evalProgressKey(config: EvalConfig, weights: readonly WeightsStamp[]): string {
-  const { out: _out, n: _n, ...determining } = config;
+  // checkpointing changes the speed, not the gradient (bit-identical): a run may resume with either
+  const { out: _out, n: _n, checkpoint: _checkpoint, ...determining } = config;
   return canonicalJson({ config: determining, weights });
 }
 
