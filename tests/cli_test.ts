@@ -6,27 +6,11 @@
 import { ExitCode, NotImplementedError, toFailure } from "../src/cli/errors.ts";
 import { formatInfo, infoReport } from "../src/cli/info.ts";
 import { GpuOpError } from "../src/gpu/errors.ts";
+import { type CliRun as Run, runAddt } from "./util.ts";
 
-const root = new URL("..", import.meta.url).pathname;
 const PLANNED = ["train-classifier", "train-ddpm", "sample", "eval", "finetune"];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function addt(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/addt.ts", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const addt = runAddt;
 
 function check(cond: unknown, what: string, run?: Run): asserts cond {
   if (!cond) {

@@ -3,7 +3,7 @@
  * independent run of the same pipeline through the library (drawNoiseSet per image, DiffusionPurifier,
  * host argmax), resume after a stop, and the CLI end to end with its one-line errors.
  */
-import { freshSeed, randArray, testGpu } from "./util.ts";
+import { freshSeed, randArray, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import { keep, scopeAsync, type Tensor } from "../src/tensor.ts";
 import { constant, noGrad, type Var } from "../src/autodiff/var.ts";
@@ -275,19 +275,7 @@ Deno.test("evaluateClean: a run stopped after a batch resumes to the uninterrupt
 
 // ------------------------------------------------------------------ the command
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function addt(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/addt.ts", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const addt = runAddt;
 
 /** Tiny MNIST-sized run folders (random weights) as the training commands write them. */
 async function tinyRunFolders(dir: string, seed: number, T = 1000): Promise<void> {

@@ -1,4 +1,4 @@
-import { freshSeed, randArray, rng, testGpu } from "./util.ts";
+import { freshSeed, randArray, rng, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import * as E from "fp-ts/Either.js";
 import { accuracyStat, countsOf, wilson, Z95 } from "../src/eval/stats.ts";
@@ -284,17 +284,7 @@ Deno.test("eval CLI: end to end from training run folders on MNIST, and a usage 
       `${dir}/cls/run.json`,
       JSON.stringify({ settings, model: { arch: "cnn", config: ccfg } }),
     );
-    const addt = async (args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "tasks/addt.ts", "eval", ...args],
-        cwd: new URL("..", import.meta.url).pathname,
-        env: { NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const dec = new TextDecoder();
-      return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-    };
+    const addt = (args: string[]) => runAddt(["eval", ...args]);
     const common = [
       "--classifier",
       `${dir}/cls`,

@@ -4,7 +4,7 @@
  * The ADDT folder holds the vanilla weights, so a correctly paired evaluation (same images, seeds and
  * noise streams for both models) must give identical numbers in every row and identical purified grids.
  */
-import { freshSeed, testGpu } from "./util.ts";
+import { freshSeed, runAddt, testGpu } from "./util.ts";
 import { saveParams } from "../src/nn/model_io.ts";
 import { createUNet, TINY_UNET, type UNetConfig } from "../src/nn/unet.ts";
 import { type CnnConfig, createCnn } from "../src/nn/classifier.ts";
@@ -16,23 +16,12 @@ import type { EvalReport } from "../src/eval/report.ts";
 import type { MainReport } from "../src/report/types.ts";
 
 const gpu = await testGpu();
-const root = new URL("..", import.meta.url).pathname;
 
 function check(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(what);
 }
 
-async function addt(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/addt.ts", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const addt = runAddt;
 
 /** Run folders cls/, ddpm/ and addt/ (the same UNet weights, plus a short train.jsonl) under dir. */
 async function tinyRuns(dir: string, seed: number): Promise<void> {

@@ -4,7 +4,7 @@
  * one-line errors with exit 2.
  */
 import { decode } from "fast-png";
-import { freshSeed, testGpu } from "./util.ts";
+import { freshSeed, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import { scopeAsync } from "../src/tensor.ts";
 import { rngKey } from "../src/ops/random.ts";
@@ -54,19 +54,7 @@ Deno.test("sampleImages: batch b is generate() with key (seed, SAMPLE_STREAM, b)
   }
 });
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function addt(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/addt.ts", "sample", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const addt = (args: string[]) => runAddt(["sample", ...args]);
 
 Deno.test("sample CLI: a PNG grid of the expected size; same seed, same bytes; bad input exits 2 with one line", async () => {
   const dir = await Deno.makeTempDir();

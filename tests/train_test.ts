@@ -4,7 +4,7 @@
  * pipelines end to end on tiny configs, and the CLI's one-line failures.
  */
 import * as E from "fp-ts/Either.js";
-import { assertClose, f32, finiteDiff, freshSeed, randArray, testGpu } from "./util.ts";
+import { assertClose, f32, finiteDiff, freshSeed, randArray, repoRoot, runAddt, testGpu } from "./util.ts";
 import { scope } from "../src/tensor.ts";
 import { backward, constant, leaf, noGrad } from "../src/autodiff/var.ts";
 import { mul } from "../src/autodiff/elementwise.ts";
@@ -397,19 +397,9 @@ Deno.test("ddpm step: no readback, one upload, no new buffers in steady state, f
   }
 });
 
-const root = new URL("..", import.meta.url).pathname;
+const root = repoRoot;
 
-async function addt(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "tasks/addt.ts", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const addt = runAddt;
 
 /** Exit non-zero with exactly one stderr line matching `re` and no stack trace. */
 async function failsWithOneLine(args: string[], re: RegExp): Promise<void> {

@@ -89,3 +89,26 @@ export function finiteDiff(
 }
 
 export const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
+
+/** The repository root (the CLI's working folder in tests). */
+export const repoRoot = new URL("..", import.meta.url).pathname;
+
+/** What a CLI run printed and returned. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `deno run -A tasks/addt.ts ...args` from the repository root (NO_COLOR, plus `env`). */
+export async function runAddt(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "tasks/addt.ts", ...args],
+    cwd: repoRoot,
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
