@@ -26,6 +26,8 @@ COMMON="--classifier weights/mnist-cnn --t-star 100 --nfe 5 --seed 0 --batch-siz
 COMMON="$COMMON --no-checkpoint"
 VANILLA=weights/mnist-ddpm
 ADDT=weights/mnist-addt
+# the clean fine-tune ablation (`addt finetune --method clean`, the same steps and seed as the ADDT run)
+CLEAN_FT=weights/mnist-clean-ft
 
 # name | arguments (after COMMON)
 ROWS=(
@@ -44,6 +46,8 @@ ROWS=(
   "v-ddpm-bpda|--ddpm $VANILLA --defense dp_ddpm --norm linf --mode fresh --gradient bpda --eot 10 --n 128 --no-undefended-check"
   "v-ddim-bpda|--ddpm $VANILLA --defense dp_ddim --norm linf --mode fresh --gradient bpda --eot 10 --n 128 --no-undefended-check"
   "v-ddpm-sweep|--ddpm $VANILLA --defense dp_ddpm --norm linf --eps 0.1,0.2 --mode fresh,dw_both --eot 1 --n 256 --no-undefended-check"
+  "c-ddpm-eot1|--ddpm $CLEAN_FT --defense dp_ddpm --norm linf --mode fresh,dw_both --eot 1 --n 256"
+  "c-ddpm-eot10-linf|--ddpm $CLEAN_FT --defense dp_ddpm --norm linf --mode fresh --eot 10 --n 128"
   "v-ddpm-aa|--ddpm $VANILLA --defense dp_ddpm --norm linf --attack autoattack-rand --n 16 --batch-size 16 --no-undefended-check"
 )
 
