@@ -4,7 +4,7 @@
  * report.json and report.md in --out. Comma lists in --attack, --norm, --eps, --mode and --gradient make
  * one attack setting per combination, all run on the same images (a table, an eps sweep).
  */
-import type { Command } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import * as E from "fp-ts/Either.js";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
@@ -22,6 +22,7 @@ import {
   evalDefaults,
   GRADIENTS,
   NORMS,
+  validateEvalConfig,
 } from "../eval/config.ts";
 import { runEvalPipeline } from "../eval/pipeline.ts";
 import { reportMarkdown } from "../eval/report.ts";
@@ -228,6 +229,20 @@ function attackGrid(dataset: DatasetName, p: Record<string, unknown>): AttackSpe
     }
   }
   return out;
+}
+
+/**
+ * The validated config that `addt eval ARGS...` would run, without running it (for scripts and the test of
+ * tasks/results.sh): bad flags and invalid configs throw the CLI's errors.
+ */
+export async function evalConfigFromArgs(args: readonly string[]): Promise<EvalConfig> {
+  const cmd = new Command("eval").exitOverride().configureOutput({ writeErr: () => {} });
+  for (const f of FLAGS) cmd.option(f.flag, f.help);
+  cmd.parse([...args], { from: "user" });
+  const config = await configFromFlags(cmd.opts() as Record<string, unknown>);
+  const valid = validateEvalConfig(config);
+  if (E.isLeft(valid)) throw valid.left;
+  return valid.right;
 }
 
 /** Add `eval` to a program (replacing a placeholder of that name); `setExit` receives the exit code. */

@@ -1,0 +1,103 @@
+/**
+ * tasks/results.sh, the queue of evaluations behind RESULTS.md: every row must be a valid `addt eval`
+ * command with the protocol RESULTS.md states (t* 100, NFE 5, PGD-20, K 20, seed 0, the issues' image
+ * counts), and each ADDT row must be its vanilla row with only the weights changed (paired noise). A typo
+ * here would otherwise surface hours into a background run.
+ */
+import { evalConfigFromArgs } from "../src/cli/eval.ts";
+import { type EvalConfig, stepSize } from "../src/eval/config.ts";
+import { repoRoot } from "./util.ts";
+
+function check(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new Error(what);
+}
+
+/** name -> the row's eval arguments, from `tasks/results.sh --list`. */
+async function rows(env: Record<string, string> = {}): Promise<Map<string, string[]>> {
+  const out = await new Deno.Command("bash", {
+    args: ["tasks/results.sh", "--list"],
+    cwd: repoRoot,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  check(out.code === 0, `results.sh --list exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+  const map = new Map<string, string[]>();
+  for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+    const m = /^([a-z0-9-]+): deno task addt eval (.*)$/.exec(line);
+    check(m, `unexpected --list line: ${line}`);
+    check(!map.has(m[1]), `row ${m[1]} listed twice`);
+    map.set(m[1], m[2].split(/\s+/));
+  }
+  return map;
+}
+
+Deno.test("results queue: every row is a valid eval with RESULTS.md's protocol and the issues' counts", async () => {
+  const queue = await rows();
+  check(queue.size >= 16, `only ${queue.size} rows`);
+  const configs = new Map<string, EvalConfig>();
+  for (const [name, args] of queue) {
+    const c = await evalConfigFromArgs(args);
+    configs.set(name, c);
+    check(c.out === `out/${name}`, `${name}: out ${c.out}`);
+    check(c.tStar === 100 && c.nfe === 5 && c.seed === 0 && c.k === 20, `${name}: protocol`);
+    check(c.checkpoint === false, `${name}: runs without checkpointing`);
+    const eot10 = c.attacks.some((a) => a.eot === 10);
+    const autoattack = c.attacks.some((a) => a.attack === "autoattack-rand");
+    if (!autoattack) {
+      check(
+        c.attacks.every((a) => a.attack === "pgd" && a.steps === 20 && !a.randomStart),
+        `${name}: PGD-20`,
+      );
+      check(c.n >= (eot10 ? 128 : 256), `${name}: ${c.n} images`);
+    }
+    for (const a of c.attacks.filter((a) => a.attack === "pgd")) {
+      const ratio = a.norm === "linf" ? 4 : 5;
+      check(Math.abs(stepSize(a) - a.eps / ratio) < 1e-12, `${name}: alpha ${stepSize(a)} for eps ${a.eps}`);
+    }
+  }
+  // the issues' rows are all there
+  for (const d of ["ddpm", "ddim"]) {
+    for (const m of ["v", "a"]) {
+      for (const r of ["eot1", "eot10-linf", "eot10-l2"]) {
+        check(queue.has(`${m}-${d}-${r}`), `${m}-${d}-${r}`);
+      }
+    }
+  }
+  const eps = (name: string) => configs.get(name)!.attacks.map((a) => `${a.norm} ${a.eps}`);
+  check(eps("v-ddpm-eot10-l2").every((e) => e === "l2 2"), "L2 rows at eps 2.0");
+  check(eps("v-ddpm-eot10-linf").every((e) => e === "linf 0.3"), "Linf rows at eps 0.3");
+  // an ADDT row is its vanilla row with other weights: same images, attacks and noise streams
+  for (const [name, c] of configs) {
+    if (!name.startsWith("a-")) continue;
+    const v = configs.get(`v-${name.slice(2)}`)!;
+    const { ddpm: _a, out: _ao, ...rest } = c;
+    const { ddpm: _v, out: _vo, ...vRest } = v;
+    const common = v.attacks.slice(0, c.attacks.length);
+    check(c.ddpm !== v.ddpm, `${name}: other weights than ${v.ddpm}`);
+    check(
+      JSON.stringify({ ...rest, attacks: [] }) === JSON.stringify({ ...vRest, attacks: [] }) &&
+        JSON.stringify(c.attacks) === JSON.stringify(common),
+      `${name} must repeat the first settings of its vanilla row in the same order`,
+    );
+  }
+});
+
+Deno.test("results queue: BATCH and ROOT reach every row; an unknown row name is refused", async () => {
+  const queue = await rows({ BATCH: "64", ROOT: "/tmp/elsewhere" });
+  for (const [name, args] of queue) {
+    const c = await evalConfigFromArgs(args);
+    check(c.out === `/tmp/elsewhere/${name}`, `${name}: out ${c.out}`);
+    check(name === "v-ddpm-aa" || c.batchSize === 64, `${name}: batch ${c.batchSize}`);
+  }
+  const bad = await new Deno.Command("bash", {
+    args: ["tasks/results.sh", "no-such-row"],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  check(
+    bad.code === 2 && /no row named 'no-such-row'/.test(new TextDecoder().decode(bad.stderr)),
+    "bad name",
+  );
+});
