@@ -101,3 +101,35 @@ Deno.test("results queue: BATCH and ROOT reach every row; an unknown row name is
     "bad name",
   );
 });
+
+Deno.test("ship_run.sh: copies a run folder with only its last checkpoint, replacing the old copy", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const src = `${dir}/run`, dst = `${dir}/weights/run`;
+    for (const step of ["step-00000010", "step-00000020"]) {
+      await Deno.mkdir(`${src}/checkpoints/${step}`, { recursive: true });
+      await Deno.writeTextFile(`${src}/checkpoints/${step}/model.safetensors`, step);
+    }
+    await Deno.writeTextFile(`${src}/manifest.json`, JSON.stringify({ dir: "checkpoints/step-00000020" }));
+    await Deno.writeTextFile(`${src}/ema.safetensors`, "ema");
+    const ship = () =>
+      new Deno.Command("bash", { args: ["tasks/ship_run.sh", src, dst], cwd: repoRoot, stdout: "null" })
+        .output();
+    await Deno.mkdir(dst, { recursive: true });
+    await Deno.writeTextFile(`${dst}/stale.txt`, "from an older ship");
+    check((await ship()).code === 0, "ship failed");
+    const kept = [...Deno.readDirSync(`${dst}/checkpoints`)].map((e) => e.name);
+    check(kept.length === 1 && kept[0] === "step-00000020", `kept ${kept}`);
+    check(Deno.readTextFileSync(`${dst}/ema.safetensors`) === "ema", "files copied");
+    check([...Deno.readDirSync(dst)].every((e) => e.name !== "stale.txt"), "the old copy is replaced");
+    check([...Deno.readDirSync(`${dir}/weights`)].length === 1, "no temporary folder left");
+    const bad = await new Deno.Command("bash", {
+      args: ["tasks/ship_run.sh", `${dir}/none`, `${dir}/x`],
+      cwd: repoRoot,
+      stderr: "piped",
+    }).output();
+    check(bad.code === 2 && /no manifest.json/.test(new TextDecoder().decode(bad.stderr)), "missing run");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
