@@ -6,6 +6,7 @@
 #   tasks/results.sh                 # every row, JOBS at a time
 #   tasks/results.sh v-ddim-eot1     # only the rows named
 #   tasks/results.sh --list          # the rows and their commands
+#   tasks/results.sh --status        # which rows are done, how far the others are
 # Several copies may run at once (each row is locked by the worker running it).
 #
 # Environment: ROOT (default out): the rows' output folders; JOBS (default 2): rows run at once (one Deno
@@ -53,6 +54,25 @@ ROWS=(
 
 name_of() { echo "${1%%|*}"; }
 args_of() { echo "${1#*|}"; }
+
+if [ "${1:-}" = "--status" ]; then
+  for row in "${ROWS[@]}"; do
+    name=$(name_of "$row")
+    out="$ROOT/$name"
+    n=$(sed -E 's/.*--n ([0-9]+).*/\1/' <<<"$row")
+    if [ -f "$out/report.json" ]; then
+      state="done"
+    elif [ -f "$out/progress.json" ]; then
+      state="$(deno eval "const p = JSON.parse(Deno.readTextFileSync('$out/progress.json'));
+        console.log(p.batches.reduce((s, b) => s + b.count, 0))") of $n images"
+    else
+      state="not started"
+    fi
+    [ -d "$ROOT/.locks/$name" ] && state="$state, running"
+    printf '%-20s %s\n' "$name" "$state"
+  done
+  exit 0
+fi
 
 if [ "${1:-}" = "--list" ]; then
   for row in "${ROWS[@]}"; do

@@ -102,6 +102,31 @@ Deno.test("results queue: BATCH and ROOT reach every row; an unknown row name is
   );
 });
 
+Deno.test("results queue --status: done, partly done and not started rows", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${root}/v-ddim-eot1`);
+    await Deno.writeTextFile(`${root}/v-ddim-eot1/report.json`, "{}");
+    await Deno.mkdir(`${root}/v-ddpm-eot1`);
+    const batches = [{ count: 32 }, { count: 32 }];
+    await Deno.writeTextFile(`${root}/v-ddpm-eot1/progress.json`, JSON.stringify({ batches }));
+    const out = await new Deno.Command("bash", {
+      args: ["tasks/results.sh", "--status"],
+      cwd: repoRoot,
+      env: { ROOT: root },
+      stdout: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    const state = (name: string) => lines.find((l) => l.startsWith(name + " "))?.slice(20).trim();
+    check(out.code === 0 && lines.length === (await rows()).size, `${lines.length} lines`);
+    check(state("v-ddim-eot1") === "done", `v-ddim-eot1: ${state("v-ddim-eot1")}`);
+    check(state("v-ddpm-eot1") === "64 of 256 images", `v-ddpm-eot1: ${state("v-ddpm-eot1")}`);
+    check(state("a-ddpm-eot1") === "not started", `a-ddpm-eot1: ${state("a-ddpm-eot1")}`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("ship_run.sh: copies a run folder with only its last checkpoint, replacing the old copy", async () => {
   const dir = await Deno.makeTempDir();
   try {
