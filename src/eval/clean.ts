@@ -31,7 +31,7 @@ import { toFloat } from "../data/dataset.ts";
 import { type EpsModel, type NoiseSet, type SamplerKind, type Schedule } from "../diffusion/sampler.ts";
 import type { Classifier } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
-import { attempt } from "../io/files.ts";
+import { attempt, readKeyedProgress } from "../io/files.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
 import { EvalConfigError } from "./config.ts";
 import { gitCommit } from "./run.ts";
@@ -193,21 +193,9 @@ function progressKey(c: CleanConfig, fingerprint: unknown): string {
 }
 
 async function readProgress(path: string, key: string, say: (l: string) => void): Promise<ProgressFile> {
-  const fresh = { format: PROGRESS_FORMAT, key, parts: {} };
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    return fresh;
-  }
-  try {
-    const p = JSON.parse(text) as ProgressFile;
-    if (p.format === PROGRESS_FORMAT && p.key === key && p.parts && typeof p.parts === "object") return p;
-    say(`eval-clean: ${path} is for another configuration or weights; starting over`);
-  } catch {
-    say(`eval-clean: ${path} is not valid JSON; starting over`);
-  }
-  return fresh;
+  const valid = (p: ProgressFile) => !!p.parts && typeof p.parts === "object";
+  const saved = await readKeyedProgress(path, { format: PROGRESS_FORMAT, key }, valid, "eval-clean", say);
+  return saved ?? { format: PROGRESS_FORMAT, key, parts: {} };
 }
 
 // ------------------------------------------------------------------ the evaluation

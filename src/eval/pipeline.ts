@@ -8,22 +8,16 @@
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
 import { getGpu, type Gpu } from "../gpu/context.ts";
-import { loadParams } from "../nn/model_io.ts";
-import { createUNet, type UNetConfig } from "../nn/unet.ts";
 import type { ParamStore } from "../nn/params.ts";
-import { linearSchedule } from "../diffusion/schedule.ts";
-import { type ClassifierModel, createClassifier } from "../train/models.ts";
 import { loadSplits } from "../train/data.ts";
-import type { ClassifierSettings, DdpmSettings } from "../train/settings.ts";
-import { readRunFolder } from "../train/run_folder.ts";
+import { loadClassifierRun, loadDdpmRun } from "../train/run_folder.ts";
 import { toFloat } from "../data/dataset.ts";
-import { frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
 import { type Defense, purified, undefended } from "../defense/defense.ts";
 import { type EvalConfig, EvalConfigError, validateEvalConfig } from "./config.ts";
 import { type EvalHooks, type EvalInputs, evaluate } from "./run.ts";
 import { type EvalReport, reportMarkdown } from "./report.ts";
-import { attempt, exists } from "../io/files.ts";
+import { attempt } from "../io/files.ts";
 import { writeFileAtomic } from "../io/safetensors.ts";
 import { evalProgressKey, weightsStamps } from "./resume.ts";
 
@@ -34,40 +28,21 @@ async function loadDefense(
   stores: ParamStore[],
   weights: string[],
 ): Promise<Defense> {
-  const cls = await readRunFolder<ClassifierSettings, ClassifierModel>(c.classifier, "classifier run");
-  if (cls.settings.dataset !== c.dataset) {
-    throw new EvalConfigError(
-      `the classifier in ${c.classifier} was trained on ${cls.settings.dataset}, not ${c.dataset}`,
-    );
-  }
-  const cStore = createClassifier(gpu, cls.model, 0);
-  stores.push(cStore);
-  const cPath = `${c.classifier}/model.safetensors`;
-  weights.push(cPath);
-  await loadParams(cStore, cPath);
-  const classifier = frozenClassifier(cStore, cls.model);
-  if (c.defense === "none") return undefended(classifier);
-  const ddpm = await readRunFolder<DdpmSettings, UNetConfig>(c.ddpm!, "DDPM run");
-  if (ddpm.settings.dataset !== c.dataset) {
-    throw new EvalConfigError(
-      `the DDPM in ${c.ddpm} was trained on ${ddpm.settings.dataset}, not ${c.dataset}`,
-    );
-  }
-  const uStore = createUNet(gpu, ddpm.model, 0);
-  stores.push(uStore);
-  const emaPath = `${c.ddpm}/ema.safetensors`;
-  const uPath = c.ema && await exists(emaPath) ? emaPath : `${c.ddpm}/model.safetensors`;
-  weights.push(uPath);
-  await loadParams(uStore, uPath);
-  const s = ddpm.settings;
-  const purifier = new DiffusionPurifier(frozenEpsModel(uStore, ddpm.model), {
+  const cls = await loadClassifierRun(gpu, c.classifier, { dataset: c.dataset });
+  stores.push(cls.store);
+  weights.push(cls.weights.path);
+  if (c.defense === "none") return undefended(cls.classifier);
+  const ddpm = await loadDdpmRun(gpu, c.ddpm!, c.ema, { dataset: c.dataset });
+  stores.push(ddpm.store);
+  weights.push(ddpm.weights.path);
+  const purifier = new DiffusionPurifier(ddpm.eps, {
     tStar: c.tStar,
     nfe: c.nfe,
     sampler: c.defense === "dp_ddpm" ? "ddpm" : "ddim",
-    schedule: linearSchedule(s.timesteps, s.betaStart, s.betaEnd),
+    schedule: ddpm.schedule,
     checkpoint: c.checkpoint,
   });
-  return purified(classifier, purifier, c.defense === "dp_ddpm" ? "DP_DDPM" : "DP_DDIM");
+  return purified(cls.classifier, purifier, c.defense === "dp_ddpm" ? "DP_DDPM" : "DP_DDIM");
 }
 
 async function loadInputs(c: EvalConfig, stores: ParamStore[], weights: string[]): Promise<EvalInputs> {

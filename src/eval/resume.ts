@@ -10,6 +10,7 @@
  */
 import { dirname } from "node:path";
 import { writeFileAtomic } from "../io/safetensors.ts";
+import { readKeyedProgress } from "../io/files.ts";
 import type { EvalConfig } from "./config.ts";
 import type { SampleFlags } from "./stats.ts";
 
@@ -100,27 +101,13 @@ export async function readEvalProgress(
   rows: number,
   say: (line: string) => void,
 ): Promise<EvalProgress | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch {
-    return null;
-  }
-  try {
-    const p = JSON.parse(text) as EvalProgress;
-    if (p?.format !== EVAL_PROGRESS_FORMAT || p.key !== key) {
-      say(`eval: ${path} is from another configuration or other weights; starting over`);
-      return null;
-    }
-    if (!Array.isArray(p.batches) || !p.batches.every((b) => isBatchRecord(b, rows))) {
-      say(`eval: ${path} is damaged; starting over`);
-      return null;
-    }
-    return p;
-  } catch {
-    say(`eval: ${path} is not valid JSON; starting over`);
-    return null;
-  }
+  return await readKeyedProgress<EvalProgress>(
+    path,
+    { format: EVAL_PROGRESS_FORMAT, key },
+    (p) => Array.isArray(p.batches) && p.batches.every((b) => isBatchRecord(b, rows)),
+    "eval",
+    say,
+  );
 }
 
 /**

@@ -21,3 +21,38 @@ export async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
 export async function exists(path: string): Promise<boolean> {
   return (await statOrNull(path)) !== null;
 }
+
+/**
+ * A progress file (JSON with `format` and `key` fields) saved by an earlier run of the same command: null
+ * when there is none; null, with one line said, when it was made under another format or key (another
+ * configuration or other weights), fails `valid`, or is not JSON. `who` starts the line ("eval").
+ */
+export async function readKeyedProgress<T extends { format: string; key: string }>(
+  path: string,
+  expected: { format: string; key: string },
+  valid: (p: T) => boolean,
+  who: string,
+  say: (line: string) => void,
+): Promise<T | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return null;
+  }
+  try {
+    const p = JSON.parse(text) as T;
+    if (p?.format !== expected.format || p.key !== expected.key) {
+      say(`${who}: ${path} is from another configuration or other weights; starting over`);
+      return null;
+    }
+    if (!valid(p)) {
+      say(`${who}: ${path} is damaged; starting over`);
+      return null;
+    }
+    return p;
+  } catch {
+    say(`${who}: ${path} is not valid JSON; starting over`);
+    return null;
+  }
+}

@@ -5,36 +5,20 @@
  * A missing or unreadable folder is an EvalConfigError naming it (one line, exit 2 in the CLI).
  */
 import type { Gpu } from "../gpu/context.ts";
-import { exists } from "../io/files.ts";
-import { loadParams } from "../nn/model_io.ts";
-import { createUNet, type UNetConfig } from "../nn/unet.ts";
+import type { UNetConfig } from "../nn/unet.ts";
 import type { ParamStore } from "../nn/params.ts";
-import { linearSchedule, type Schedule } from "../diffusion/schedule.ts";
+import type { Schedule } from "../diffusion/schedule.ts";
 import type { EpsModel } from "../diffusion/sampler.ts";
-import { type ClassifierModel, createClassifier } from "../train/models.ts";
+import type { ClassifierModel } from "../train/models.ts";
 import type { DatasetName } from "../train/settings.ts";
-import { readRunJson, type RunJson } from "../train/run_folder.ts";
-import { type Classifier, frozenClassifier, frozenEpsModel } from "../defense/networks.ts";
+import {
+  loadClassifierRun as loadClassifierFolder,
+  loadDdpmRun as loadDdpmFolder,
+} from "../train/run_folder.ts";
+import type { Classifier } from "../defense/networks.ts";
 import { DiffusionPurifier } from "../defense/purifier.ts";
 import { type Defense, purified } from "../defense/defense.ts";
-import { EvalConfigError } from "../eval/config.ts";
 import type { MainDefense } from "./defaults.ts";
-
-/** run.json of a run folder, or a one-line error saying which folder is missing or broken. */
-export async function readRunFile(dir: string, what: string): Promise<RunJson> {
-  if (!(await exists(dir))) throw new EvalConfigError(`${what} folder ${dir} not found`);
-  return await readRunJson(dir, (f) => {
-    const why = f.kind === "missing" ? "file not found" : f.message;
-    return new EvalConfigError(`${what} ${f.path}: ${why}`);
-  });
-}
-
-function checkDataset(run: RunJson, dir: string, what: string, dataset: DatasetName): void {
-  const trained = run.settings.dataset;
-  if (trained !== dataset) {
-    throw new EvalConfigError(`the ${what} in ${dir} was trained on ${trained}, not ${dataset}`);
-  }
-}
 
 export interface LoadedClassifier {
   dir: string;
@@ -43,22 +27,14 @@ export interface LoadedClassifier {
   classifier: Classifier;
 }
 
+/** The classifier of a run folder, checked to be trained on `dataset` (src/train/run_folder.ts). */
 export async function loadClassifierRun(
   gpu: Gpu,
   dir: string,
   dataset: DatasetName,
 ): Promise<LoadedClassifier> {
-  const run = await readRunFile(dir, "classifier run");
-  checkDataset(run, dir, "classifier", dataset);
-  const model = run.model as ClassifierModel;
-  const store = createClassifier(gpu, model, 0);
-  try {
-    await loadParams(store, `${dir}/model.safetensors`);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
-  return { dir, model, store, classifier: frozenClassifier(store, model) };
+  const run = await loadClassifierFolder(gpu, dir, { dataset });
+  return { dir, model: run.model, store: run.store, classifier: run.classifier };
 }
 
 export interface LoadedDdpm {
@@ -78,23 +54,9 @@ export async function loadDdpmRun(
   dataset: DatasetName,
   what = "DDPM run",
 ): Promise<LoadedDdpm> {
-  const run = await readRunFile(dir, what);
-  checkDataset(run, dir, what, dataset);
-  const config = run.model as UNetConfig;
-  const s = run.settings;
-  const num = (v: unknown, fallback: number) => (typeof v === "number" ? v : fallback);
-  // the schedule of the run (the linear T = 1000 one when a fine-tune's settings do not repeat it)
-  const schedule = linearSchedule(num(s.timesteps, 1000), num(s.betaStart, 1e-4), num(s.betaEnd, 0.02));
-  const ema = `${dir}/ema.safetensors`;
-  const weights = await exists(ema) ? ema : `${dir}/model.safetensors`;
-  const store = createUNet(gpu, config, 0);
-  try {
-    await loadParams(store, weights);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
-  return { dir, config, schedule, store, eps: frozenEpsModel(store, config), weights };
+  const run = await loadDdpmFolder(gpu, dir, true, { dataset, what });
+  const { config, schedule, store, eps } = run;
+  return { dir, config, schedule, store, eps, weights: run.weights.path };
 }
 
 export const DEFENSE_NAMES: Record<MainDefense, string> = { dp_ddpm: "DP_DDPM", dp_ddim: "DP_DDIM" };

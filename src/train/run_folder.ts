@@ -14,7 +14,7 @@ import { type Classifier, frozenClassifier, frozenEpsModel } from "../defense/ne
 import { EvalConfigError } from "../eval/config.ts";
 import { RUN_FILE } from "./checkpoint.ts";
 import { type ClassifierModel, createClassifier } from "./models.ts";
-import type { ClassifierSettings, DdpmSettings } from "./settings.ts";
+import type { ClassifierSettings, DatasetName, DdpmSettings } from "./settings.ts";
 
 /** run.json as read: the settings, the model config, and whatever else the run recorded (a fine-tune's `source`). */
 export interface RunJson {
@@ -75,6 +75,30 @@ async function weightsFile(path: string): Promise<WeightsFile | null> {
   return info?.isFile ? { path, bytes: info.size, modified: info.mtime?.toISOString() ?? null } : null;
 }
 
+/** What a loader checks beyond the folder itself. */
+export interface RunExpectation {
+  /** The dataset the network must have been trained on (an EvalConfigError names both otherwise). */
+  dataset?: DatasetName;
+  /** How errors name the folder (default "DDPM run" / "classifier run"). */
+  what?: string;
+}
+
+function checkDataset(settings: { dataset: DatasetName }, dir: string, what: string, e: RunExpectation) {
+  if (e.dataset !== undefined && settings.dataset !== e.dataset) {
+    throw new EvalConfigError(`the ${what} in ${dir} was trained on ${settings.dataset}, not ${e.dataset}`);
+  }
+}
+
+/** Load `path` into a fresh store; the store is released when the file does not fit it. */
+async function loadOrDispose(store: ParamStore, path: string): Promise<void> {
+  try {
+    await loadParams(store, path);
+  } catch (e) {
+    store.dispose();
+    throw e;
+  }
+}
+
 /** A DDPM run folder's network, ready to denoise. */
 export interface LoadedDdpmRun {
   eps: EpsModel;
@@ -86,20 +110,22 @@ export interface LoadedDdpmRun {
 }
 
 /** The DDPM of a run folder (EMA weights when asked for and present), frozen, in evaluation mode. */
-export async function loadDdpmRun(gpu: Gpu, dir: string, ema: boolean): Promise<LoadedDdpmRun> {
-  const run = await readRunFolder<DdpmSettings, UNetConfig>(dir, "DDPM run");
+export async function loadDdpmRun(
+  gpu: Gpu,
+  dir: string,
+  ema: boolean,
+  expect: RunExpectation = {},
+): Promise<LoadedDdpmRun> {
+  const what = expect.what ?? "DDPM run";
+  const run = await readRunFolder<DdpmSettings, UNetConfig>(dir, what);
+  checkDataset(run.settings, dir, what, expect);
   const file = (ema ? await weightsFile(`${dir}/ema.safetensors`) : null) ??
     await weightsFile(`${dir}/model.safetensors`);
   if (!file) {
-    throw new EvalConfigError(`DDPM run ${dir}: no ${ema ? "ema.safetensors or " : ""}model.safetensors`);
+    throw new EvalConfigError(`${what} ${dir}: no ${ema ? "ema.safetensors or " : ""}model.safetensors`);
   }
   const store = createUNet(gpu, run.model, 0);
-  try {
-    await loadParams(store, file.path);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
+  await loadOrDispose(store, file.path);
   const s = run.settings;
   return {
     eps: frozenEpsModel(store, run.model),
@@ -120,17 +146,18 @@ export interface LoadedClassifierRun {
   weights: WeightsFile;
 }
 
-export async function loadClassifierRun(gpu: Gpu, dir: string): Promise<LoadedClassifierRun> {
-  const run = await readRunFolder<ClassifierSettings, ClassifierModel>(dir, "classifier run");
+export async function loadClassifierRun(
+  gpu: Gpu,
+  dir: string,
+  expect: RunExpectation = {},
+): Promise<LoadedClassifierRun> {
+  const what = expect.what ?? "classifier run";
+  const run = await readRunFolder<ClassifierSettings, ClassifierModel>(dir, what);
+  checkDataset(run.settings, dir, what, expect);
   const file = await weightsFile(`${dir}/model.safetensors`);
-  if (!file) throw new EvalConfigError(`classifier run ${dir}: no model.safetensors`);
+  if (!file) throw new EvalConfigError(`${what} ${dir}: no model.safetensors`);
   const store = createClassifier(gpu, run.model, 0);
-  try {
-    await loadParams(store, file.path);
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
+  await loadOrDispose(store, file.path);
   return {
     classifier: frozenClassifier(store, run.model),
     model: run.model,
