@@ -37,19 +37,30 @@ export interface RowData {
   finished: boolean;
 }
 
-/** name -> eval arguments, from `tasks/results.sh --list` (the queue's single source of truth). */
-export async function queueRows(repo: string): Promise<Map<string, string[]>> {
+/**
+ * name -> eval arguments, from `tasks/results.sh --list` (the queue's single source of truth); `env` reaches
+ * the script (ROOT, BATCH). Throws on a line it cannot read or a row listed twice.
+ */
+export async function queueRows(
+  repo: string,
+  env: Record<string, string> = {},
+): Promise<Map<string, string[]>> {
   const out = await new Deno.Command("bash", {
     args: ["tasks/results.sh", "--list"],
     cwd: repo,
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (out.code !== 0) throw new Error(`tasks/results.sh --list exited ${out.code}`);
+  if (out.code !== 0) {
+    throw new Error(`tasks/results.sh --list exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+  }
   const map = new Map<string, string[]>();
   for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
     const m = /^([a-z0-9-]+): deno task addt eval (.*)$/.exec(line);
-    if (m) map.set(m[1], m[2].split(/\s+/));
+    if (!m) throw new Error(`unexpected tasks/results.sh --list line: ${line}`);
+    if (map.has(m[1])) throw new Error(`row ${m[1]} listed twice`);
+    map.set(m[1], m[2].split(/\s+/));
   }
   return map;
 }

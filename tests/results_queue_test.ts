@@ -6,31 +6,14 @@
  */
 import { evalConfigFromArgs } from "../src/cli/eval.ts";
 import { type EvalConfig, stepSize } from "../src/eval/config.ts";
+import { queueRows } from "../tasks/results_tables.ts";
 import { repoRoot } from "./util.ts";
 
 function check(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(what);
 }
 
-/** name -> the row's eval arguments, from `tasks/results.sh --list`. */
-async function rows(env: Record<string, string> = {}): Promise<Map<string, string[]>> {
-  const out = await new Deno.Command("bash", {
-    args: ["tasks/results.sh", "--list"],
-    cwd: repoRoot,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  check(out.code === 0, `results.sh --list exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-  const map = new Map<string, string[]>();
-  for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
-    const m = /^([a-z0-9-]+): deno task addt eval (.*)$/.exec(line);
-    check(m, `unexpected --list line: ${line}`);
-    check(!map.has(m[1]), `row ${m[1]} listed twice`);
-    map.set(m[1], m[2].split(/\s+/));
-  }
-  return map;
-}
+const rows = (env: Record<string, string> = {}) => queueRows(repoRoot, env);
 
 Deno.test("results queue: every row is a valid eval with RESULTS.md's protocol and the issues' counts", async () => {
   const queue = await rows();
