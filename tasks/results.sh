@@ -49,7 +49,9 @@ ROWS=(
   "v-ddpm-sweep|--ddpm $VANILLA --defense dp_ddpm --norm linf --eps 0.1,0.2 --mode fresh,dw_both --eot 1 --n 256 --no-undefended-check"
   "c-ddpm-eot1|--ddpm $CLEAN_FT --defense dp_ddpm --norm linf --mode fresh,dw_both --eot 1 --n 256"
   "c-ddpm-eot10-linf|--ddpm $CLEAN_FT --defense dp_ddpm --norm linf --mode fresh --eot 10 --n 128"
-  "v-ddpm-aa|--ddpm $VANILLA --defense dp_ddpm --norm linf --attack autoattack-rand --n 16 --batch-size 16 --no-undefended-check"
+  # AutoAttack-rand as its authors run it (APGD-CE then APGD-DLR, 100 iterations each, EOT 20): about 14 min
+  # an image here, so 16 images in batches of 4 (progress is saved per batch)
+  "v-ddpm-aa|--ddpm $VANILLA --defense dp_ddpm --norm linf --attack autoattack-rand --steps 100 --n 16 --batch-size 4 --no-undefended-check"
 )
 
 name_of() { echo "${1%%|*}"; }

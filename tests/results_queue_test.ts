@@ -33,6 +33,9 @@ Deno.test("results queue: every row is a valid eval with RESULTS.md's protocol a
         `${name}: PGD-20`,
       );
       check(c.n >= (eot10 ? 128 : 256), `${name}: ${c.n} images`);
+    } else {
+      // AutoAttack-rand as its authors define it, not shortened by the queue's PGD-20 flags
+      check(c.attacks.every((a) => a.steps === 100 && a.eot === 20), `${name}: APGD-100 with EOT 20`);
     }
     for (const a of c.attacks.filter((a) => a.attack === "pgd")) {
       const ratio = a.norm === "linf" ? 4 : 5;
