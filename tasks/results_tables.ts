@@ -187,6 +187,8 @@ export function mcnemar(b: number, c: number): number {
   return Math.min(1, 2 * tail);
 }
 
+const pValue = (p: number) => (p < 0.001 ? "< 0.001" : p.toFixed(3));
+
 /** One paired line: the first `n` images of two rows' flags (first fresh evaluation, the paper's protocol). */
 function pairedLine(label: string, defense: string, a: number[], b: number[], n: number): string[] {
   const x = a.slice(0, n), y = b.slice(0, n);
@@ -205,7 +207,7 @@ function pairedLine(label: string, defense: string, a: number[], b: number[], n:
     cell(accuracyStat(sy, n)),
     (sy >= sx ? "+" : "") + change,
     `${onlyA} / ${onlyB}`,
-    n > 0 ? mcnemar(onlyA, onlyB).toFixed(2) : "",
+    n > 0 ? pValue(mcnemar(onlyA, onlyB)) : "",
   ];
 }
 

@@ -76,9 +76,9 @@ Deno.test("results tables: counts per setting and a paired comparison over the c
   const pt = pairedTable([v, a], "a", "ADDT");
   const line = (label: string) => pt.split("\n").find((l) => l.includes(`| ${label} `))!;
   // clean over the first 4: vanilla 3, ADDT 4, one pair only ADDT right
-  check(/\| 4 +\| 75.0% .*\| 100.0% .*\| \+25.0 .*\| 0 \/ 1 +\| 1.00 /.test(line("clean")), line("clean"));
+  check(/\| 4 +\| 75.0% .*\| 100.0% .*\| \+25.0 .*\| 0 \/ 1 +\| 1.000 /.test(line("clean")), line("clean"));
   // fresh: vanilla [1,0,0,0], ADDT [1,1,1,0]: +50 points, 0 / 2, p = 0.5
-  check(/\| 25.0% .*\| 75.0% .*\| \+50.0 .*\| 0 \/ 2 +\| 0.50 /.test(line("PGD-20 EOT-1 Linf 0.3")), pt);
+  check(/\| 25.0% .*\| 75.0% .*\| \+50.0 .*\| 0 \/ 2 +\| 0.500 /.test(line("PGD-20 EOT-1 Linf 0.3")), pt);
   check(line("PGD-20 EOT-1 Linf 0.3 DW_Both").includes("| +0.0 "), pt);
 });
 
