@@ -70,7 +70,10 @@ if [ "${1:-}" = "--status" ]; then
     else
       state="not started"
     fi
-    [ -d "$ROOT/.locks/$name" ] && state="$state, running"
+    # running: locked by a live worker (a killed worker leaves its lock behind)
+    if [ -d "$ROOT/.locks/$name" ] && kill -0 "$(cat "$ROOT/.locks/$name/pid" 2>/dev/null)" 2>/dev/null; then
+      state="$state, running"
+    fi
     printf '%-20s %s\n' "$name" "$state"
   done
   exit 0

@@ -88,7 +88,7 @@ Deno.test("results queue: BATCH and ROOT reach every row; an unknown row name is
   );
 });
 
-Deno.test("results queue --status: done, partly done and not started rows", async () => {
+Deno.test("results queue --status: done, partly done, running and not started rows", async () => {
   const root = await Deno.makeTempDir();
   try {
     await Deno.mkdir(`${root}/v-ddim-eot1`);
@@ -96,6 +96,11 @@ Deno.test("results queue --status: done, partly done and not started rows", asyn
     await Deno.mkdir(`${root}/v-ddpm-eot1`);
     const batches = [{ count: 32 }, { count: 32 }];
     await Deno.writeTextFile(`${root}/v-ddpm-eot1/progress.json`, JSON.stringify({ batches }));
+    // locks: one held by a live process (this test), one left behind by a killed worker
+    await Deno.mkdir(`${root}/.locks/v-ddpm-eot1`, { recursive: true });
+    await Deno.writeTextFile(`${root}/.locks/v-ddpm-eot1/pid`, `${Deno.pid}`);
+    await Deno.mkdir(`${root}/.locks/v-ddim-eot1`, { recursive: true });
+    await Deno.writeTextFile(`${root}/.locks/v-ddim-eot1/pid`, "4194303");
     const out = await new Deno.Command("bash", {
       args: ["tasks/results.sh", "--status"],
       cwd: repoRoot,
@@ -106,7 +111,7 @@ Deno.test("results queue --status: done, partly done and not started rows", asyn
     const state = (name: string) => lines.find((l) => l.startsWith(name + " "))?.slice(20).trim();
     check(out.code === 0 && lines.length === (await rows()).size, `${lines.length} lines`);
     check(state("v-ddim-eot1") === "done", `v-ddim-eot1: ${state("v-ddim-eot1")}`);
-    check(state("v-ddpm-eot1") === "64 of 256 images", `v-ddpm-eot1: ${state("v-ddpm-eot1")}`);
+    check(state("v-ddpm-eot1") === "64 of 256 images, running", `v-ddpm-eot1: ${state("v-ddpm-eot1")}`);
     check(state("a-ddpm-eot1") === "not started", `a-ddpm-eot1: ${state("a-ddpm-eot1")}`);
   } finally {
     await Deno.remove(root, { recursive: true });
