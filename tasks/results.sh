@@ -4,7 +4,7 @@
 # at any time and started again: finished rows (report.json present) are skipped, started ones continue.
 #
 #   tasks/results.sh                 # every row, JOBS at a time
-#   tasks/results.sh v-ddim-eot1     # only the rows named
+#   tasks/results.sh v-ddim-eot1     # only the rows named, in that order
 #   tasks/results.sh --list          # the rows and their commands
 #   tasks/results.sh --status        # which rows are done, how far the others are
 # Several copies may run at once (each row is locked by the worker running it).
@@ -127,9 +127,15 @@ run_row() { # run_row ROW: skip it when finished or taken by another worker
   rm -rf "$ROOT/.locks/$name"
 }
 
-worker() {
-  local row
-  for row in "${ROWS[@]}"; do run_row "$row"; done
+worker() { # the rows named on the command line in that order, else the queue's order
+  local row name
+  if [ "${#SELECTED[@]}" -eq 0 ]; then
+    for row in "${ROWS[@]}"; do run_row "$row"; done
+    return
+  fi
+  for name in "${SELECTED[@]}"; do
+    for row in "${ROWS[@]}"; do [ "$(name_of "$row")" = "$name" ] && run_row "$row"; done
+  done
 }
 
 for _ in $(seq "$JOBS"); do

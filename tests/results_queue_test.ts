@@ -118,6 +118,33 @@ Deno.test("results queue --status: done, partly done, running and not started ro
   }
 });
 
+Deno.test("results queue: runs the rows named in the order named, skipping finished ones", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // a stand-in for deno: records the row it was asked to evaluate and finishes it
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.writeTextFile(
+      `${dir}/bin/deno`,
+      `#!/usr/bin/env bash\nout=\${@: -1}\nmkdir -p "$out" && echo "$(basename "$out")" >> ${dir}/ran && echo '{}' > "$out/report.json"\n`,
+    );
+    await Deno.chmod(`${dir}/bin/deno`, 0o755);
+    await Deno.mkdir(`${dir}/root/v-ddim-eot1`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/root/v-ddim-eot1/report.json`, "{}");
+    const out = await new Deno.Command("bash", {
+      args: ["tasks/results.sh", "a-ddpm-eot1", "v-ddim-eot1", "v-ddpm-eot1"],
+      cwd: repoRoot,
+      env: { ROOT: `${dir}/root`, JOBS: "1", PATH: `${dir}/bin:${Deno.env.get("PATH")}` },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    check(out.code === 0, new TextDecoder().decode(out.stderr));
+    const ran = (await Deno.readTextFile(`${dir}/ran`)).trim().split("\n");
+    check(ran.join(" ") === "a-ddpm-eot1 v-ddpm-eot1", `ran ${ran.join(" ")}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ship_run.sh: copies a run folder with only its last checkpoint, replacing the old copy", async () => {
   const dir = await Deno.makeTempDir();
   try {
