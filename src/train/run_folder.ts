@@ -52,17 +52,6 @@ export async function readRunJson(dir: string, fault: (f: RunJsonFault) => Error
   }
 }
 
-/** run.json of a training run folder, or one line naming the missing or broken folder (eval and eval-clean). */
-export async function readRunFolder<S, M>(dir: string, what: string): Promise<{ settings: S; model: M }> {
-  const info = await statOrNull(dir);
-  if (!info?.isDirectory) throw new EvalConfigError(`${what} ${dir}: no such folder`);
-  const run = await readRunJson(dir, (f) => {
-    const why = f.kind === "missing" ? "not found (not a training run folder?)" : f.message;
-    return new EvalConfigError(`${what} ${f.path}: ${why}`);
-  });
-  return run as unknown as { settings: S; model: M };
-}
-
 /** A weights file with what identifies its contents cheaply. */
 export interface WeightsFile {
   path: string;
@@ -83,10 +72,26 @@ export interface RunExpectation {
   what?: string;
 }
 
-function checkDataset(settings: { dataset: DatasetName }, dir: string, what: string, e: RunExpectation) {
-  if (e.dataset !== undefined && settings.dataset !== e.dataset) {
-    throw new EvalConfigError(`the ${what} in ${dir} was trained on ${settings.dataset}, not ${e.dataset}`);
+/**
+ * run.json of a training run folder, or one line naming the missing or broken folder or the wrong dataset
+ * (eval, eval-clean and the main job); `what` is how errors name the folder.
+ */
+async function readRunFolder<S extends { dataset: DatasetName }, M>(
+  dir: string,
+  expect: RunExpectation,
+  what: string,
+): Promise<{ settings: S; model: M }> {
+  const info = await statOrNull(dir);
+  if (!info?.isDirectory) throw new EvalConfigError(`${what} ${dir}: no such folder`);
+  const run = await readRunJson(dir, (f) => {
+    const why = f.kind === "missing" ? "not found (not a training run folder?)" : f.message;
+    return new EvalConfigError(`${what} ${f.path}: ${why}`);
+  }) as unknown as { settings: S; model: M };
+  const trained = run.settings.dataset;
+  if (expect.dataset !== undefined && trained !== expect.dataset) {
+    throw new EvalConfigError(`the ${what} in ${dir} was trained on ${trained}, not ${expect.dataset}`);
   }
+  return run;
 }
 
 /** Load `path` into a fresh store; the store is released when the file does not fit it. */
@@ -117,8 +122,7 @@ export async function loadDdpmRun(
   expect: RunExpectation = {},
 ): Promise<LoadedDdpmRun> {
   const what = expect.what ?? "DDPM run";
-  const run = await readRunFolder<DdpmSettings, UNetConfig>(dir, what);
-  checkDataset(run.settings, dir, what, expect);
+  const run = await readRunFolder<DdpmSettings, UNetConfig>(dir, expect, what);
   const file = (ema ? await weightsFile(`${dir}/ema.safetensors`) : null) ??
     await weightsFile(`${dir}/model.safetensors`);
   if (!file) {
@@ -152,8 +156,7 @@ export async function loadClassifierRun(
   expect: RunExpectation = {},
 ): Promise<LoadedClassifierRun> {
   const what = expect.what ?? "classifier run";
-  const run = await readRunFolder<ClassifierSettings, ClassifierModel>(dir, what);
-  checkDataset(run.settings, dir, what, expect);
+  const run = await readRunFolder<ClassifierSettings, ClassifierModel>(dir, expect, what);
   const file = await weightsFile(`${dir}/model.safetensors`);
   if (!file) throw new EvalConfigError(`${what} ${dir}: no model.safetensors`);
   const store = createClassifier(gpu, run.model, 0);
