@@ -306,7 +306,11 @@ if (import.meta.main) {
   const text = allTables(rows, await queueRows(repo));
   const target = at("--write");
   if (target) {
-    const doc = await Deno.readTextFile(target);
+    const doc = await Deno.readTextFile(target).catch(() => null);
+    if (doc === null) {
+      console.error(`results_tables: cannot read ${target}`);
+      Deno.exit(2);
+    }
     const [i, j] = [doc.indexOf(BEGIN), doc.indexOf(END)];
     if (i < 0 || j < i) {
       console.error(`${target} has no ${BEGIN} ... ${END} markers`);
