@@ -8,8 +8,19 @@ export async function testGpu(): Promise<Gpu> {
   return gpu;
 }
 
-/** A fresh seed per call (printed by failing assertions so a failure can be replayed). */
+/**
+ * A fresh seed per call, printed by failing assertions. To replay a failure, run the one test with
+ * ADDT_TEST_SEED set to the printed seed: every freshSeed() call then returns it.
+ */
 export function freshSeed(): number {
+  const pinned = Deno.env.get("ADDT_TEST_SEED");
+  if (pinned !== undefined) {
+    const s = Number(pinned);
+    if (!Number.isInteger(s) || s < 0 || s > 0xffffffff) {
+      throw new Error(`ADDT_TEST_SEED=${pinned}: expected an integer seed in [0, 2^32)`);
+    }
+    return s;
+  }
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
