@@ -5,7 +5,17 @@
  * cross-entropy), CGPO raising the classifier loss, and the training step (loss goes down on a fixed batch,
  * no readback, one upload, no allocation growth; every ablation runs).
  */
-import { assertClose, f32, finiteDiff, freshSeed, randArray, randn, rng, testGpu } from "./util.ts";
+import {
+  assertClose,
+  checkSteadySteps,
+  f32,
+  finiteDiff,
+  freshSeed,
+  randArray,
+  randn,
+  rng,
+  testGpu,
+} from "./util.ts";
 import {
   type Arr,
   CpuOps,
@@ -499,35 +509,18 @@ Deno.test("finetune step: no readback, one upload, no new buffers in steady stat
   const nets = tinyNets(seed);
   const run = tinyRun("addt", seed, nets, { warmup: 1 });
   seekFinetuneRun(run, 0);
-  let uploads = 0;
-  const upload = gpu.upload.bind(gpu);
-  gpu.upload = (t, d) => (uploads++, upload(t, d));
   try {
-    const marks: { reads: number; uploads: number; allocated: number; live: number }[] = [];
-    for (let step = 0; step < 4; step++) {
-      scope(() => recordFinetuneStep(run, run.batcher.atStep(step)));
-      marks.push({
-        reads: gpu.stats.readbacks,
-        uploads,
-        allocated: gpu.pool.allocatedBytes,
-        live: gpu.pool.liveBytes,
-      });
-    }
-    for (let k = 1; k < 4; k++) {
-      if (marks[k].reads !== marks[0].reads) throw new Error("a fine-tuning step read back");
-      if (marks[k].uploads - marks[k - 1].uploads !== 1) {
-        throw new Error(`${marks[k].uploads - marks[k - 1].uploads} uploads`);
-      }
-    }
-    if (marks[3].allocated !== marks[1].allocated || marks[3].live !== marks[1].live) {
-      throw new Error(`steady-state steps allocate: ${JSON.stringify(marks)}`);
-    }
+    checkSteadySteps(
+      gpu,
+      4,
+      (step) => scope(() => recordFinetuneStep(run, run.batcher.atStep(step))),
+      "fine-tuning",
+    );
     const stats = await run.stats.read();
     if (!(Number.isFinite(stats.meanLoss) && stats.meanLoss > 0)) throw new Error(JSON.stringify(stats));
     const key = await gpu.readU32(run.key);
     if (key[3] !== 4) throw new Error(`key counter ${key[3]} after 4 steps`);
   } finally {
-    gpu.upload = upload;
     disposeFinetuneRun(run);
     nets.dispose();
   }

@@ -4,7 +4,17 @@
  * pipelines end to end on tiny configs, and the CLI's one-line failures.
  */
 import * as E from "fp-ts/Either.js";
-import { assertClose, f32, finiteDiff, freshSeed, randArray, repoRoot, runAddt, testGpu } from "./util.ts";
+import {
+  assertClose,
+  checkSteadySteps,
+  f32,
+  finiteDiff,
+  freshSeed,
+  randArray,
+  repoRoot,
+  runAddt,
+  testGpu,
+} from "./util.ts";
 import { scope } from "../src/tensor.ts";
 import { backward, constant, leaf, noGrad } from "../src/autodiff/var.ts";
 import { mul } from "../src/autodiff/elementwise.ts";
@@ -361,29 +371,13 @@ Deno.test("ddpm step: no readback, one upload, no new buffers in steady state, f
   const settings = ddpmDefaults("unused", { batchSize: 3, seed: s, warmup: 1 });
   const run = createDdpmRun(gpu, settings, TINY_UNET_8, synthetic(10, 1, 8, 8, s));
   seekDdpmRun(run, 0);
-  let uploads = 0;
-  const upload = gpu.upload.bind(gpu);
-  gpu.upload = (t, d) => (uploads++, upload(t, d));
   try {
-    const marks: { reads: number; uploads: number; allocated: number; live: number }[] = [];
-    for (let step = 0; step < 4; step++) {
-      scope(() => recordDdpmStep(run, run.batcher.atStep(step)));
-      marks.push({
-        reads: gpu.stats.readbacks,
-        uploads,
-        allocated: gpu.pool.allocatedBytes,
-        live: gpu.pool.liveBytes,
-      });
-    }
-    for (let k = 1; k < 4; k++) {
-      if (marks[k].reads !== marks[0].reads) throw new Error("a training step read back");
-      if (marks[k].uploads - marks[k - 1].uploads !== 1) {
-        throw new Error(`${marks[k].uploads - marks[k - 1].uploads} uploads`);
-      }
-    }
-    if (marks[3].allocated !== marks[1].allocated || marks[3].live !== marks[1].live) {
-      throw new Error(`steady-state steps allocate: ${JSON.stringify(marks)}`);
-    }
+    checkSteadySteps(
+      gpu,
+      4,
+      (step) => scope(() => recordDdpmStep(run, run.batcher.atStep(step))),
+      "training",
+    );
     const r = await run.stats.read();
     if (!(Number.isFinite(r.meanLoss) && r.meanLoss > 0 && r.steps === 4)) throw new Error(JSON.stringify(r));
     // the key's counter advanced once per step on the GPU
@@ -392,7 +386,6 @@ Deno.test("ddpm step: no readback, one upload, no new buffers in steady state, f
       throw new Error(`key ${key}`);
     }
   } finally {
-    gpu.upload = upload;
     disposeDdpmRun(run);
   }
 });

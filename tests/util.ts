@@ -123,3 +123,42 @@ export async function runAddt(args: string[], env: Record<string, string> = {}):
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
+
+/**
+ * Records `steps` training steps (no await in between) and checks the hot-loop rules: no readback, exactly
+ * one upload a step (the batch), and no buffer allocated or kept alive after the first step.
+ */
+export function checkSteadySteps(
+  gpu: Gpu,
+  steps: number,
+  record: (step: number) => void,
+  what: string,
+): void {
+  let uploads = 0;
+  const upload = gpu.upload.bind(gpu);
+  gpu.upload = (t, d) => (uploads++, upload(t, d));
+  try {
+    const marks: { reads: number; uploads: number; allocated: number; live: number }[] = [];
+    for (let step = 0; step < steps; step++) {
+      record(step);
+      marks.push({
+        reads: gpu.stats.readbacks,
+        uploads,
+        allocated: gpu.pool.allocatedBytes,
+        live: gpu.pool.liveBytes,
+      });
+    }
+    for (let k = 1; k < steps; k++) {
+      if (marks[k].reads !== marks[0].reads) throw new Error(`a ${what} step read back`);
+      if (marks[k].uploads - marks[k - 1].uploads !== 1) {
+        throw new Error(`${what}: ${marks[k].uploads - marks[k - 1].uploads} uploads in a step`);
+      }
+    }
+    const last = marks[steps - 1];
+    if (last.allocated !== marks[1].allocated || last.live !== marks[1].live) {
+      throw new Error(`steady-state ${what} steps allocate: ${JSON.stringify(marks)}`);
+    }
+  } finally {
+    gpu.upload = upload;
+  }
+}
