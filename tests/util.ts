@@ -134,6 +134,10 @@ export function checkSteadySteps(
   record: (step: number) => void,
   what: string,
 ): void {
+  // step 0 may allocate (first use), step 1 is the baseline, so at least one more step is compared with it
+  if (!(Number.isInteger(steps) && steps >= 3)) {
+    throw new Error(`checkSteadySteps: ${steps} steps, need >= 3`);
+  }
   let uploads = 0;
   const upload = gpu.upload.bind(gpu);
   gpu.upload = (t, d) => (uploads++, upload(t, d));
