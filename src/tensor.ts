@@ -80,18 +80,8 @@ function collect(x: unknown, out: Set<Tensor>, seen = new Set<unknown>()): void 
   }
 }
 
-/** Run `fn`; release every tensor it created except those reachable from its result. */
-export function scope<T>(fn: () => T): T {
-  const mine = new Set<Tensor>();
-  scopes.push(mine);
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    scopes.pop();
-    for (const t of mine) t.dispose();
-    throw e;
-  }
+/** Close the innermost scope: free its tensors, passing those reachable from `result` to the parent. */
+function closeScope(mine: Set<Tensor>, result: unknown): void {
   scopes.pop();
   const keep = new Set<Tensor>();
   collect(result, keep);
@@ -100,6 +90,26 @@ export function scope<T>(fn: () => T): T {
     if (keep.has(t)) parent?.add(t);
     else t.dispose();
   }
+}
+
+/** Drop the innermost scope after `fn` threw, freeing everything it created. */
+function abandonScope(mine: Set<Tensor>): void {
+  scopes.pop();
+  for (const t of mine) t.dispose();
+}
+
+/** Run `fn`; release every tensor it created except those reachable from its result. */
+export function scope<T>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    abandonScope(mine);
+    throw e;
+  }
+  closeScope(mine, result);
   return result;
 }
 
@@ -112,19 +122,11 @@ export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
   try {
     result = await fn();
   } catch (e) {
-    scopes.pop();
-    for (const t of mine) t.dispose();
+    abandonScope(mine);
     throw e;
   }
   if (scopes.length !== depth) throw new Error("scopeAsync: scopes were interleaved");
-  scopes.pop();
-  const keep = new Set<Tensor>();
-  collect(result, keep);
-  const parent = scopes[scopes.length - 1];
-  for (const t of mine) {
-    if (keep.has(t)) parent?.add(t);
-    else t.dispose();
-  }
+  closeScope(mine, result);
   return result;
 }
 

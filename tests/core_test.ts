@@ -2,7 +2,7 @@ import { assertClose, f32, freshSeed, randArray, testGpu } from "./util.ts";
 import { map } from "../src/ops/map.ts";
 import { backward, leaf, noGrad, record, type Var } from "../src/autodiff/var.ts";
 import { checkpoint } from "../src/autodiff/checkpoint.ts";
-import { scope } from "../src/tensor.ts";
+import { scope, scopeAsync, type Tensor } from "../src/tensor.ts";
 import { wgsl } from "../src/gpu/template.ts";
 
 const gpu = await testGpu();
@@ -33,6 +33,48 @@ Deno.test("template: conditionals and placeholders", () => {
     threw = true;
   }
   if (!threw) throw new Error("a missing placeholder must throw");
+});
+
+Deno.test("scope: frees temporaries, hands the result to the parent scope, frees all on a throw", async () => {
+  const made: Tensor[] = [];
+  const make = () => {
+    const t = gpu.empty([4]);
+    made.push(t);
+    return t;
+  };
+  for (
+    const run of [
+      <T>(f: () => T) => Promise.resolve(scope(f)),
+      <T>(f: () => T) => scopeAsync(() => Promise.resolve().then(f)),
+    ]
+  ) {
+    made.length = 0;
+    let inner: Tensor | null = null;
+    const outer = await run(() => {
+      make();
+      inner = scope(() => {
+        make();
+        return { value: make() };
+      }).value;
+      if (inner.isDisposed) throw new Error("the inner result must survive its own scope");
+      return [inner];
+    });
+    const [tmpOuter, tmpInner, kept] = made;
+    if (!tmpOuter.isDisposed || !tmpInner.isDisposed) throw new Error("temporaries must be freed");
+    if (kept.isDisposed || outer[0] !== kept) throw new Error("the result must outlive both scopes");
+    kept.dispose();
+    made.length = 0;
+    let threw = false;
+    try {
+      await run(() => {
+        make();
+        throw new Error("boom");
+      });
+    } catch {
+      threw = true;
+    }
+    if (!threw || !made[0].isDisposed) throw new Error("a throwing scope must rethrow and free its tensors");
+  }
 });
 
 Deno.test("map: forward matches float64, poisoned output fully written", async () => {
