@@ -58,32 +58,12 @@ export async function runAttack(
       });
     }
     case "apgd-ce":
-    case "apgd-dlr": {
-      const loss = spec.attack === "apgd-ce" ? "ce" : "dlr";
-      const r = await apgd(model, x, labels, {
-        norm,
-        eps,
-        steps: spec.steps,
-        eot,
-        loss,
-        restarts: spec.restarts,
-        startKey: key(),
-        onStep,
-      });
-      r.fooled.dispose();
-      r.loss.dispose();
-      return r.x;
-    }
+    case "apgd-dlr":
     case "autoattack-rand": {
-      const r = await autoAttackRand(model, x, labels, {
-        norm,
-        eps,
-        steps: spec.steps,
-        eot,
-        restarts: spec.restarts,
-        startKey: key(),
-        onStep,
-      });
+      const opts = { norm, eps, steps: spec.steps, eot, restarts: spec.restarts, startKey: key(), onStep };
+      const r = spec.attack === "autoattack-rand"
+        ? await autoAttackRand(model, x, labels, opts)
+        : await apgd(model, x, labels, { ...opts, loss: spec.attack === "apgd-ce" ? "ce" : "dlr" });
       r.fooled.dispose();
       r.loss.dispose();
       return r.x;
