@@ -1,4 +1,4 @@
-import { freshSeed, relErr, rng, testGpu } from "./util.ts";
+import { check, freshSeed, relErr, rng, testGpu } from "./util.ts";
 import { DataError } from "../src/data/errors.ts";
 import { type Dataset, labelCounts, makeDataset, slice, toFloat } from "../src/data/dataset.ts";
 import { hash32, mixSeed, mulberry32, permutation } from "../src/data/random.ts";
@@ -9,10 +9,6 @@ import { FASHION_SPLIT_SEED, fashionSplit, loadFashionMnistSplits } from "../src
 import { loadCifar10 } from "../src/data/cifar10.ts";
 import { type Batch, Batcher } from "../src/data/batches.ts";
 import { batchToGpu } from "../src/data/gpu_batch.ts";
-
-function check(ok: boolean, what: string): void {
-  if (!ok) throw new Error(what);
-}
 
 function sameArray(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
   check(a.length === b.length, `${what}: length ${a.length} vs ${b.length}`);

@@ -3,7 +3,7 @@
  * independent run of the same pipeline through the library (drawNoiseSet per image, DiffusionPurifier,
  * host argmax), resume after a stop, and the CLI end to end with its one-line errors.
  */
-import { freshSeed, randArray, runAddt, testGpu } from "./util.ts";
+import { check, freshSeed, randArray, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import { keep, scopeAsync, type Tensor } from "../src/tensor.ts";
 import { constant, noGrad, type Var } from "../src/autodiff/var.ts";
@@ -21,15 +21,9 @@ import {
   evaluateClean,
   settingStream,
 } from "../src/eval/clean.ts";
-import { saveParams } from "../src/nn/model_io.ts";
-import { createUNet, TINY_UNET, type UNetConfig } from "../src/nn/unet.ts";
-import { type CnnConfig, createCnn } from "../src/nn/classifier.ts";
+import { writeTinyRunFolders } from "./tiny_runs.ts";
 
 const gpu = await testGpu();
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
 
 const sameBits = (a: Float32Array, b: Float32Array) =>
   a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
@@ -277,40 +271,11 @@ Deno.test("evaluateClean: a run stopped after a batch resumes to the uninterrupt
 
 const addt = runAddt;
 
-/** Tiny MNIST-sized run folders (random weights) as the training commands write them. */
-async function tinyRunFolders(dir: string, seed: number, T = 1000): Promise<void> {
-  const ucfg: UNetConfig = { ...TINY_UNET, sample_size: 28, in_channels: 1, out_channels: 1 };
-  const ccfg: CnnConfig = {
-    image_size: 28,
-    in_channels: 1,
-    channels: [4, 4, 4],
-    hidden: 8,
-    classes: 10,
-    norm_groups: 0,
-  };
-  const u = createUNet(gpu, ucfg, seed), cl = createCnn(gpu, ccfg, seed + 1);
-  try {
-    await Deno.mkdir(`${dir}/ddpm`, { recursive: true });
-    await Deno.mkdir(`${dir}/cls`, { recursive: true });
-    await saveParams(u, `${dir}/ddpm/ema.safetensors`);
-    await saveParams(cl, `${dir}/cls/model.safetensors`);
-    const settings = { dataset: "mnist", timesteps: T, betaStart: 1e-4, betaEnd: 0.02 };
-    await Deno.writeTextFile(`${dir}/ddpm/run.json`, JSON.stringify({ settings, model: ucfg }));
-    await Deno.writeTextFile(
-      `${dir}/cls/run.json`,
-      JSON.stringify({ settings, model: { arch: "cnn", config: ccfg } }),
-    );
-  } finally {
-    u.dispose();
-    cl.dispose();
-  }
-}
-
 Deno.test("eval-clean CLI: table, report files, resume by rerunning; bad input is one line and exit 2", async () => {
   const dir = await Deno.makeTempDir();
   const seed = freshSeed() % 1000;
   try {
-    await tinyRunFolders(dir, seed, 100);
+    await writeTinyRunFolders(gpu, dir, seed, { timesteps: 100 });
     const models = ["eval-clean", "--classifier", `${dir}/cls`, "--ddpm", `${dir}/ddpm`];
     const args = [
       ...models,

@@ -1,4 +1,4 @@
-import { freshSeed, randArray, testGpu } from "./util.ts";
+import { check, freshSeed, randArray, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import { attackDefaults, type EvalConfig, evalDefaults } from "../src/eval/config.ts";
 import type { EvalReport } from "../src/eval/report.ts";
@@ -19,10 +19,6 @@ import {
 } from "../src/eval/resume.ts";
 
 const gpu = await testGpu();
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
 
 /**
  * The tiny purifier in front of a random linear classifier, with labels its clean verdicts: unlike the tiny

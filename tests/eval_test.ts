@@ -1,4 +1,4 @@
-import { freshSeed, randArray, rng, runAddt, testGpu } from "./util.ts";
+import { check, freshSeed, randArray, rng, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import * as E from "fp-ts/Either.js";
 import { accuracyStat, countsOf, wilson, Z95 } from "../src/eval/stats.ts";
@@ -15,15 +15,11 @@ import { reportMarkdown, type RowReport, sanityWarnings } from "../src/eval/repo
 import { evaluate } from "../src/eval/run.ts";
 import { attackCost } from "../src/eval/cost.ts";
 import { configFromFlags } from "../src/cli/eval.ts";
-import { saveParams } from "../src/nn/model_io.ts";
-import { createUNet, TINY_UNET, type UNetConfig, unetTrace } from "../src/nn/unet.ts";
-import { type CnnConfig, cnnTrace, createCnn } from "../src/nn/classifier.ts";
+import { writeTinyRunFolders } from "./tiny_runs.ts";
+import { TINY_UNET, unetTrace } from "../src/nn/unet.ts";
 
 const gpu = await testGpu();
 
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
 const near = (a: number, b: number, tol: number) => Math.abs(a - b) <= tol;
 
 Deno.test("wilson: closed forms at 0 and n, symmetry, and the quadratic-root definition", () => {
@@ -261,29 +257,9 @@ Deno.test("cost arithmetic: PGD-20 EOT-10 at NFE 10 is 200 gradients of 11 check
 
 Deno.test("eval CLI: end to end from training run folders on MNIST, and a usage error", async () => {
   const dir = await Deno.makeTempDir();
-  const ucfg: UNetConfig = { ...TINY_UNET, sample_size: 28, in_channels: 1, out_channels: 1 };
-  const ccfg: CnnConfig = {
-    image_size: 28,
-    in_channels: 1,
-    channels: [4, 4, 4],
-    hidden: 8,
-    classes: 10,
-    norm_groups: 0,
-  };
-  cnnTrace(ccfg);
   const seed = freshSeed() % 1000;
-  const u = createUNet(gpu, ucfg, seed), c = createCnn(gpu, ccfg, seed + 1);
   try {
-    await Deno.mkdir(`${dir}/ddpm`);
-    await Deno.mkdir(`${dir}/cls`);
-    await saveParams(u, `${dir}/ddpm/ema.safetensors`);
-    await saveParams(c, `${dir}/cls/model.safetensors`);
-    const settings = { dataset: "mnist", timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 };
-    await Deno.writeTextFile(`${dir}/ddpm/run.json`, JSON.stringify({ settings, model: ucfg }));
-    await Deno.writeTextFile(
-      `${dir}/cls/run.json`,
-      JSON.stringify({ settings, model: { arch: "cnn", config: ccfg } }),
-    );
+    await writeTinyRunFolders(gpu, dir, seed);
     const addt = (args: string[]) => runAddt(["eval", ...args]);
     const common = [
       "--classifier",
@@ -314,8 +290,6 @@ Deno.test("eval CLI: end to end from training run folders on MNIST, and a usage 
       bad.stderr,
     );
   } finally {
-    u.dispose();
-    c.dispose();
     await Deno.remove(dir, { recursive: true });
   }
 });

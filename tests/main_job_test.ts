@@ -4,10 +4,8 @@
  * The ADDT folder holds the vanilla weights, so a correctly paired evaluation (same images, seeds and
  * noise streams for both models) must give identical numbers in every row and identical purified grids.
  */
-import { freshSeed, runAddt, testGpu } from "./util.ts";
-import { saveParams } from "../src/nn/model_io.ts";
-import { createUNet, TINY_UNET, type UNetConfig } from "../src/nn/unet.ts";
-import { type CnnConfig, createCnn } from "../src/nn/classifier.ts";
+import { check, freshSeed, runAddt, testGpu } from "./util.ts";
+import { writeTinyRunFolders } from "./tiny_runs.ts";
 import { mainConfigFromFlags } from "../src/cli/main_job.ts";
 import { mainDefaults, sweepWithStandard } from "../src/main/defaults.ts";
 import { comparisonRows, mainAttacks } from "../src/main/compare.ts";
@@ -17,45 +15,11 @@ import type { MainReport } from "../src/report/types.ts";
 
 const gpu = await testGpu();
 
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
-
 const addt = runAddt;
 
 /** Run folders cls/, ddpm/ and addt/ (the same UNet weights, plus a short train.jsonl) under dir. */
 async function tinyRuns(dir: string, seed: number): Promise<void> {
-  const ucfg: UNetConfig = { ...TINY_UNET, sample_size: 28, in_channels: 1, out_channels: 1 };
-  const ccfg: CnnConfig = {
-    image_size: 28,
-    in_channels: 1,
-    channels: [4, 4, 4],
-    hidden: 8,
-    classes: 10,
-    norm_groups: 0,
-  };
-  const schedule = { timesteps: 1000, betaStart: 1e-4, betaEnd: 0.02 };
-  const settings = { kind: "ddpm", dataset: "mnist", ...schedule };
-  const u = createUNet(gpu, ucfg, seed), c = createCnn(gpu, ccfg, seed + 1);
-  try {
-    for (const name of ["cls", "ddpm", "addt"]) await Deno.mkdir(`${dir}/${name}`);
-    await saveParams(c, `${dir}/cls/model.safetensors`);
-    await saveParams(u, `${dir}/ddpm/ema.safetensors`);
-    await saveParams(u, `${dir}/addt/ema.safetensors`);
-  } finally {
-    u.dispose();
-    c.dispose();
-  }
-  await Deno.writeTextFile(
-    `${dir}/cls/run.json`,
-    JSON.stringify({
-      settings: { kind: "classifier", dataset: "mnist" },
-      model: { arch: "cnn", config: ccfg },
-    }),
-  );
-  for (const name of ["ddpm", "addt"]) {
-    await Deno.writeTextFile(`${dir}/${name}/run.json`, JSON.stringify({ settings, model: ucfg }));
-  }
+  await writeTinyRunFolders(gpu, dir, seed, { ddpms: ["ddpm", "addt"] });
   const log = [{ step: 25, loss: 0.5 }, { step: 50, loss: 0.25 }, { step: 60, test_acc: 0.9 }];
   await Deno.writeTextFile(`${dir}/addt/train.jsonl`, log.map((r) => JSON.stringify(r)).join("\n") + "\n");
 }

@@ -3,14 +3,10 @@
  * data, builds tiny weights and the purifier, runs an attack, evaluates and fine-tunes with ADDT, in a
  * subprocess, as a researcher would run it.
  */
-import { freshSeed } from "./util.ts";
+import { check, freshSeed } from "./util.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const script = "tests/fixtures/mod_only_script.ts";
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
 
 Deno.test("mod.ts surface: the script imports only mod.ts", async () => {
   const src = await Deno.readTextFile(`${root}/${script}`);

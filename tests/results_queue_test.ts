@@ -7,11 +7,7 @@
 import { evalConfigFromArgs } from "../src/cli/eval.ts";
 import { type EvalConfig, stepSize } from "../src/eval/config.ts";
 import { queueRows } from "../tasks/results_tables.ts";
-import { repoRoot } from "./util.ts";
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
+import { check, repoRoot } from "./util.ts";
 
 const rows = (env: Record<string, string> = {}) => queueRows(repoRoot, env);
 

@@ -14,11 +14,7 @@ import {
   rowFromProgress,
   vanillaTable,
 } from "../tasks/results_tables.ts";
-import { repoRoot } from "./util.ts";
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
+import { check, repoRoot } from "./util.ts";
 
 const flags = (bits: number[]): SampleFlags => ({ single: bits, mean: bits, worst: bits });
 

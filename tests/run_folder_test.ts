@@ -5,11 +5,7 @@
  */
 import { loadClassifierRun, loadDdpmRun } from "../src/train/run_folder.ts";
 import { EvalConfigError } from "../src/eval/config.ts";
-import { testGpu } from "./util.ts";
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
+import { check, testGpu } from "./util.ts";
 
 async function refusal(load: () => Promise<unknown>): Promise<string> {
   try {

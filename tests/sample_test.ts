@@ -4,7 +4,7 @@
  * one-line errors with exit 2.
  */
 import { decode } from "fast-png";
-import { freshSeed, runAddt, testGpu } from "./util.ts";
+import { check, freshSeed, runAddt, testGpu } from "./util.ts";
 import { TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
 import { scopeAsync } from "../src/tensor.ts";
 import { rngKey } from "../src/ops/random.ts";
@@ -14,10 +14,6 @@ import { saveParams } from "../src/nn/model_io.ts";
 import { createUNet, TINY_UNET } from "../src/nn/unet.ts";
 
 const gpu = await testGpu();
-
-function check(cond: unknown, what: string): asserts cond {
-  if (!cond) throw new Error(what);
-}
 
 Deno.test("sampleImages: batch b is generate() with key (seed, SAMPLE_STREAM, b), mapped to [0, 1]", async () => {
   const seed = freshSeed() % 100000;

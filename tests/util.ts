@@ -24,6 +24,11 @@ export function freshSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
 
+/** Throw `what` unless `cond` holds (narrows `cond` for the type checker). */
+export function check(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new Error(what);
+}
+
 /** Deterministic host PRNG (mulberry32) for test inputs. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
