@@ -1,5 +1,6 @@
 /** Test helpers: the poisoned test device, fresh random inputs, float64 comparisons, finite differences. */
 import { getGpu, type Gpu } from "../src/gpu/context.ts";
+import { mulberry32 } from "../src/data/random.ts";
 
 /** The process's GPU with output poisoning on: every new tensor starts as NaN. */
 export async function testGpu(): Promise<Gpu> {
@@ -29,16 +30,10 @@ export function check(cond: unknown, what: string): asserts cond {
   if (!cond) throw new Error(what);
 }
 
-/** Deterministic host PRNG (mulberry32) for test inputs. */
+/** Deterministic host PRNG (mulberry32) for test inputs: uniform in [0, 1). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 /** n uniform values in [lo, hi), as float32-representable float64s. */
