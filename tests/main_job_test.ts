@@ -98,7 +98,10 @@ Deno.test("main job: tiny run folders -> report.json/md/html with every row kind
       bytes[2].length === bytes[3].length && bytes[2].every((v, i) => v === bytes[3][i]),
       "purified grids differ",
     );
-    check(!bytes[0].every((v, i) => v === bytes[1][i]), "the adversarial grid equals the clean one");
+    check(
+      !bytes[0].every((v, i) => v === bytes[1][i]),
+      `the adversarial grid equals the clean one (seed ${seed})`,
+    );
     const html = await Deno.readTextFile(`${out}/report.html`);
     check(
       html.includes("data:image/png;base64,") && html.includes("<svg"),

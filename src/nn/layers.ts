@@ -25,6 +25,7 @@ import { groupNorm } from "../autodiff/groupnorm.ts";
 import { concatChannels } from "../autodiff/channels.ts";
 import { attention } from "../autodiff/attention.ts";
 import { upsampleNearest2x } from "../autodiff/resample.ts";
+import { mulberry32 } from "../data/random.ts";
 
 export type { Conv2dOptions };
 
@@ -114,14 +115,8 @@ export function norm<T>(L: NetOps<T>, name: string, x: T, groups: number, eps: n
 
 /** Host values for declared parameters, from one deterministic stream seeded by `seed`. */
 export function initParams(decls: readonly ParamDecl[], seed: number): ParamInit[] {
-  let a = seed >>> 0;
-  const next = () => { // mulberry32
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const bits = mulberry32(seed);
+  const next = () => bits() / 4294967296;
   return decls.map((d) => {
     const size = d.shape.reduce((x, y) => x * y, 1);
     const init = new Float32Array(size);
