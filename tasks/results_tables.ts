@@ -212,16 +212,22 @@ function pairedLine(label: string, defense: string, a: number[], b: number[], n:
 }
 
 /**
- * Issue 5: rows `prefix-*` against their vanilla rows `v-*`, setting by setting, over the images both have
- * finished. The clean line comes from each pair's first row (the EOT-1 rows, the most images).
+ * Rows compared pair by pair, setting by setting, over the images both rows of a pair have finished: `pairs`
+ * holds [base row, other row] names (pairs with a missing row are skipped). The clean line comes from each
+ * defense's first pair.
  */
-export function pairedTable(rows: RowData[], prefix: string, what: string): string {
+export function comparisonTable(
+  rows: RowData[],
+  pairs: [string, string][],
+  baseWhat: string,
+  what: string,
+): string {
   const byName = new Map(rows.map((r) => [r.name, r]));
   const lines: string[][] = [];
   const cleanDone = new Set<string>();
-  for (const r of rows.filter((r) => r.name.startsWith(`${prefix}-`))) {
-    const v = byName.get(`v-${r.name.slice(prefix.length + 1)}`);
-    if (!v) continue;
+  for (const [baseName, otherName] of pairs) {
+    const v = byName.get(baseName), r = byName.get(otherName);
+    if (!v || !r) continue;
     const n = Math.min(r.images, v.images);
     const defense = defenseName(r.config);
     if (!cleanDone.has(defense)) {
@@ -238,15 +244,42 @@ export function pairedTable(rows: RowData[], prefix: string, what: string): stri
       "defense",
       "setting",
       "n (paired)",
-      "vanilla",
+      baseWhat,
       what,
       "change (points)",
-      "only vanilla / only " + what,
+      `only ${baseWhat} / only ${what}`,
       "McNemar p",
     ],
     lines,
   );
 }
+
+/**
+ * Issue 5: rows `prefix-*` against their vanilla rows `v-*` (the EOT-1 rows first, so the clean line counts
+ * the most images).
+ */
+export const pairedTable = (rows: RowData[], prefix: string, what: string): string =>
+  comparisonTable(
+    rows,
+    rows.filter((r) => r.name.startsWith(`${prefix}-`)).map((r) => [
+      `v-${r.name.slice(prefix.length + 1)}`,
+      r.name,
+    ]),
+    "vanilla",
+    what,
+  );
+
+/**
+ * Issue 4's weak-gradient check: BPDA+EOT against the exact gradient at the same PGD-20 EOT-10 Linf settings,
+ * on the same images. A BPDA figure below the exact one would mean a broken exact gradient.
+ */
+export const bpdaTable = (rows: RowData[]): string =>
+  comparisonTable(
+    rows,
+    [["v-ddpm-eot10-linf", "v-ddpm-bpda"], ["v-ddim-eot10-linf", "v-ddim-bpda"]],
+    "exact",
+    "BPDA",
+  );
 
 /** Where each row stands. */
 export function statusTable(rows: RowData[], queue: Map<string, string[]>): string {
@@ -270,6 +303,8 @@ export function allTables(rows: RowData[], queue: Map<string, string[]>): string
     pairedTable(rows, "a", "ADDT"),
     "### Vanilla vs clean fine-tune, paired (issue 5's ablation)",
     pairedTable(rows, "c", "clean-ft"),
+    "### Exact gradient vs BPDA, paired (issue 4)",
+    bpdaTable(rows),
     "### The queue",
     statusTable(rows, queue),
   ].join("\n\n");

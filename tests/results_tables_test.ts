@@ -7,6 +7,7 @@ import type { EvalProgress } from "../src/eval/resume.ts";
 import type { SampleFlags } from "../src/eval/stats.ts";
 import {
   BEGIN,
+  bpdaTable,
   END,
   mcnemar,
   pairedTable,
@@ -76,6 +77,26 @@ Deno.test("results tables: counts per setting and a paired comparison over the c
   // fresh: vanilla [1,0,0,0], ADDT [1,1,1,0]: +50 points, 0 / 2, p = 0.5
   check(/\| 25.0% .*\| 75.0% .*\| \+50.0 .*\| 0 \/ 2 +\| 0.500 /.test(line("PGD-20 EOT-1 Linf 0.3")), pt);
   check(line("PGD-20 EOT-1 Linf 0.3 DW_Both").includes("| +0.0 "), pt);
+});
+
+Deno.test("results tables: BPDA is paired with the exact-gradient row of the same defense", async () => {
+  const queue = await queueRows(repoRoot);
+  const row = async (name: string, rows: number[][]) =>
+    rowFromProgress(
+      name,
+      await evalConfigFromArgs(queue.get(name)!),
+      progress([{ clean: [1, 1, 1, 1], rows }]),
+      false,
+    );
+  const exact = await row("v-ddpm-eot10-linf", [[0, 0, 1, 0]]);
+  const bpda = await row("v-ddpm-bpda", [[1, 1, 1, 0]]);
+  const other = await row("v-ddim-eot10-linf", [[0, 0, 0, 0]]); // its BPDA row is missing: skipped
+  const t = bpdaTable([exact, bpda, other]);
+  const line = t.split("\n").find((l) => l.includes("Linf 0.3 BPDA"))!;
+  check(line !== undefined && line.startsWith("| DP_DDPM "), t);
+  check(/PGD-20 EOT-10 Linf 0.3 BPDA +\| 4 +\| 25.0% .*\| 75.0% .*\| \+50.0 .*\| 0 \/ 2 /.test(line), t);
+  check(!t.includes("DP_DDIM"), `a pair with a missing row is skipped:\n${t}`);
+  check(bpdaTable([exact]) === "(no BPDA rows yet)", "no pairs");
 });
 
 Deno.test("results tables: --write replaces only the text between the markers", async () => {
