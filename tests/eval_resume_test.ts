@@ -112,7 +112,15 @@ Deno.test("eval progress key: ignores out and n, keeps the batch size and the we
 });
 
 Deno.test("evaluate resumes: stopped after batch 1 and continued gives every count of an uninterrupted run", async () => {
-  const seed = freshSeed() % 100000, nMax = 5, batchSize = 2;
+  // a seed whose noise decides no verdict makes the comparison empty: take the next one (a few % of seeds)
+  const first = freshSeed() % 100000;
+  for (let seed = first; seed < first + 8; seed++) if (await resumeCase(seed)) return;
+  throw new Error(`seeds ${first}..${first + 7}: no verdict depended on the noise`);
+});
+
+/** The resume checks on one seed; false when no verdict of the uninterrupted run depends on the noise. */
+async function resumeCase(seed: number): Promise<boolean> {
+  const nMax = 5, batchSize = 2;
   const { UCFG } = TINY_NETS;
   const shape = [UCFG.in_channels, UCFG.sample_size, UCFG.sample_size] as const;
   const per = shape[0] * shape[1] * shape[2];
@@ -163,10 +171,7 @@ Deno.test("evaluate resumes: stopped after batch 1 and continued gives every cou
     const wholeFlags = (await readProgress(`${dir}/whole.json`)).batches.flatMap((
       b,
     ) => [b.clean, ...b.rows.map((x) => x.flags)]);
-    check(
-      wholeFlags.some((f) => f.mean.some((m) => m > 0 && m < 1)),
-      `seed ${seed}: no verdict depends on the noise: ${JSON.stringify(wholeFlags)}`,
-    );
+    if (!wholeFlags.some((f) => f.mean.some((m) => m > 0 && m < 1))) return false;
 
     const stopped = await piece(config, path, 1);
     check(stopped.report === null && stopped.computed.join() === "0", `seed ${seed}: stop after batch 1`);
@@ -232,8 +237,9 @@ Deno.test("evaluate resumes: stopped after batch 1 and continued gives every cou
       reweighted.computed.join() === "0" && reweighted.lines.some((l) => /starting over/.test(l)),
       `seed ${seed}: changed weights computed ${reweighted.computed}`,
     );
+    return true;
   } finally {
     nets.dispose();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
