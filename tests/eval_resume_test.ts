@@ -112,7 +112,7 @@ Deno.test("eval progress key: ignores out and n, keeps the batch size and the we
 });
 
 Deno.test("evaluate resumes: stopped after batch 1 and continued gives every count of an uninterrupted run", async () => {
-  // a seed whose noise decides no verdict makes the comparison empty: take the next one (a few % of seeds)
+  // a seed whose noise decides no verdict would make the comparison empty: take the next seed then
   const first = freshSeed() % 100000;
   for (let seed = first; seed < first + 8; seed++) if (await resumeCase(seed)) return;
   throw new Error(`seeds ${first}..${first + 7}: no verdict depended on the noise`);
