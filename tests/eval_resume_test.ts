@@ -68,7 +68,7 @@ const countsOf = (r: EvalReport) =>
 
 Deno.test("eval progress key: ignores out and n, keeps the batch size and the weights, not key order", async () => {
   const base = evalDefaults({ classifier: "c", ddpm: "d", n: 8, batchSize: 4 });
-  const w = [{ path: "c/model.safetensors", bytes: 10, modified: "2024-01-01T00:00:00.000Z" }];
+  const w = [{ path: "c/model.safetensors", bytes: 10, sha256: "ab".repeat(32) }];
   const key = evalProgressKey(base, w);
   check(
     evalProgressKey({ ...base, n: 100, out: "elsewhere" }, w) === key,
@@ -89,15 +89,21 @@ Deno.test("eval progress key: ignores out and n, keeps the batch size and the we
     );
   }
   check(evalProgressKey(base, [{ ...w[0], bytes: 11 }]) !== key, "weights size must change the key");
-  check(evalProgressKey(base, [{ ...w[0], modified: null }]) !== key, "weights mtime must change the key");
+  check(evalProgressKey(base, [{ ...w[0], sha256: "0" }]) !== key, "weights content must change the key");
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/w`, "abc");
     const [stamp, missing] = await weightsStamps([`${dir}/w`, `${dir}/none`]);
+    // sha256("abc"), the FIPS 180-2 test vector
+    const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     check(
-      stamp.bytes === 3 && stamp.modified !== null && missing.bytes === -1,
+      stamp.bytes === 3 && stamp.sha256 === abc && missing.bytes === -1 && missing.sha256 === null,
       JSON.stringify([stamp, missing]),
     );
+    // the same bytes with another modification time (a fresh clone, a copied folder) stamp the same
+    await Deno.utime(`${dir}/w`, 1, 1);
+    const [touched] = await weightsStamps([`${dir}/w`]);
+    check(JSON.stringify(touched) === JSON.stringify(stamp), JSON.stringify([touched, stamp]));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -229,9 +235,9 @@ async function resumeCase(seed: number): Promise<boolean> {
         1,
       changed.lines.join("\n"),
     );
-    // rerunning it as it is reuses everything; changed weights start over
+    // rerunning it as it is reuses everything; changed weights (the same size) start over
     check((await piece(other, path)).computed.length === 0, "an unchanged rerun recomputes nothing");
-    await Deno.writeTextFile(weightsFile, "weights v2, longer");
+    await Deno.writeTextFile(weightsFile, "weights v2");
     const reweighted = await piece(other, path);
     check(
       reweighted.computed.join() === "0" && reweighted.lines.some((l) => /starting over/.test(l)),

@@ -6,7 +6,9 @@
  *
  * The key is everything that determines the numbers: the validated EvalConfig except `out` and `n` (a
  * larger n continues the same run on the same first images; the batch size stays in, since batches key the
- * noise) and the weight files' size and modification time. Progress under another key is discarded.
+ * noise) and the weight files' size and SHA-256. Progress under another key is discarded. The weights are
+ * named by content, not modification time, so progress carried to a fresh clone or a copied folder (where
+ * every file is new to the file system) still resumes.
  */
 import { dirname } from "node:path";
 import { writeFileAtomic } from "../io/safetensors.ts";
@@ -39,21 +41,25 @@ export interface EvalProgress {
   batches: BatchRecord[];
 }
 
-/** What identifies a weights file's contents cheaply. */
+/** What identifies a weights file's contents. */
 export interface WeightsStamp {
   path: string;
   bytes: number;
-  modified: string | null;
+  /** Hex SHA-256 of the file's bytes (milliseconds for these networks' few MB). */
+  sha256: string | null;
 }
 
-/** Size and mtime of each file (a missing file stamps as -1 bytes, so it never matches a present one). */
+const hex = (bytes: ArrayBuffer): string =>
+  Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** Size and SHA-256 of each file (a missing file stamps as -1 bytes, so it never matches a present one). */
 export async function weightsStamps(paths: readonly string[]): Promise<WeightsStamp[]> {
   return await Promise.all(paths.map(async (path) => {
     try {
-      const info = await Deno.stat(path);
-      return { path, bytes: info.size, modified: info.mtime?.toISOString() ?? null };
+      const data = await Deno.readFile(path);
+      return { path, bytes: data.length, sha256: hex(await crypto.subtle.digest("SHA-256", data)) };
     } catch {
-      return { path, bytes: -1, modified: null };
+      return { path, bytes: -1, sha256: null };
     }
   }));
 }
