@@ -140,7 +140,10 @@ async function exactGradientCase(seed: number): Promise<string[]> {
           console.log(
             `${sampler}: exact gradient rel. error ${err.toExponential(2)}, BPDA ${bErr.toExponential(2)}`,
           );
-          if (!(err < 1e-4)) throw new Error(`exact gradient ${what}: relative error ${err}`);
+          // float32 through two reverse steps: 1e-6 to 2e-5 on most draws; seed 110669385 gives 1.2e-4 with
+          // its logits within 4e-8 and every coordinate within 3-4 digits. A dropped or wrong term is far
+          // larger (BPDA's gradient, which drops the purifier's Jacobian, is at 0.2 or more)
+          if (!(err < 1e-3)) throw new Error(`exact gradient ${what}: relative error ${err}`);
           if (!(bErr > 0.05)) throw new Error(`BPDA gradient unexpectedly close (${bErr}) ${what}`);
           for (const t of [g.grad, g.loss, g.correct, b.grad, b.loss, b.correct]) t.dispose();
         } finally {
