@@ -24,11 +24,26 @@ const tinyNets = (seed: number) => tinyDefenseNets(gpu, seed);
 
 // ---------------------------------------------------------------- the float64 pipeline
 
+/** How close the float64 pipeline came to a kink: the smallest distance of an unclipped x0 from +-1. */
+interface Kinks {
+  x0Margin: number;
+}
+
 /** One reverse step as diffusers writes it (clipped x0). */
-function refStep(x: F64, eps: F64, z: F64 | null, t: number, tPrev: number, rule: StepRule): F64 {
+function refStep(
+  x: F64,
+  eps: F64,
+  z: F64 | null,
+  t: number,
+  tPrev: number,
+  rule: StepRule,
+  kinks: Kinks,
+): F64 {
   const abar = sched.alphaBar[t], abarPrev = tPrev >= 0 ? sched.alphaBar[tPrev] : 1;
   return x.map((xi, i) => {
-    const x0 = Math.min(1, Math.max(-1, (xi - Math.sqrt(1 - abar) * eps[i]) / Math.sqrt(abar)));
+    const unclipped = (xi - Math.sqrt(1 - abar) * eps[i]) / Math.sqrt(abar);
+    kinks.x0Margin = Math.min(kinks.x0Margin, Math.abs(Math.abs(unclipped) - 1));
+    const x0 = Math.min(1, Math.max(-1, unclipped));
     if (rule.sampler === "ddpm") {
       const alpha = abar / abarPrev, beta = 1 - alpha;
       const mean = Math.sqrt(abarPrev) * beta / (1 - abar) * x0 +
@@ -47,6 +62,7 @@ function refDefense(
   n: number,
   o: PurifierOptions,
   noise: { forward: F64; reverse: F64[] },
+  kinks: Kinks = { x0Margin: Infinity },
 ): F64 {
   const shape = [n, C, S, S];
   const ts: number[] = [];
@@ -61,7 +77,7 @@ function refDefense(
       data: timestepEmbeddingRef(new Array(n).fill(t), c0, UCFG.flip_sin_to_cos, UCFG.freq_shift),
     };
     const eps = unetWalk(new CpuOps(nets.unetHost), UCFG, { shape, data: h }, tSin).data;
-    h = refStep(h, eps, noise.reverse[k] ?? null, t, ts[k + 1] ?? -1, rule);
+    h = refStep(h, eps, noise.reverse[k] ?? null, t, ts[k + 1] ?? -1, rule, kinks);
   });
   const img = h.map((v) => Math.min(1, Math.max(0, 0.5 * v + 0.5)));
   return cnnWalk(new CpuOps(nets.cnnHost), CCFG, { shape, data: img }).data;
@@ -82,14 +98,17 @@ const labelsOf = (n: number, seed: number) => {
 
 Deno.test("defense: exact gradient of the whole purified classifier (DW_Both) vs float64 finite differences", async () => {
   // A random tiny UNet can push every purified pixel past the final clamp, which makes the whole gradient
-  // zero and the comparison vacuous: such draws are skipped, and the test fails if all of them are.
+  // zero and the comparison vacuous, or put an x0 on the edge of its clip, where the gradient is not defined:
+  // such draws are skipped, and the test fails if all of them are.
   const first = Number(Deno.env.get("ADDT_TEST_SEED") ?? freshSeed());
   const compared = new Set<string>();
   for (let attempt = 0; attempt < 6 && compared.size < 2; attempt++) {
     for (const s of await exactGradientCase((first + 7919 * attempt) >>> 0)) compared.add(s);
   }
   if (compared.size < 2) {
-    throw new Error(`draws saturated the clamp (first seed ${first}): [${[...compared]}]`);
+    throw new Error(
+      `draws saturated the clamp or sat on the x0 clip (first seed ${first}): [${[...compared]}]`,
+    );
   }
 });
 
@@ -117,7 +136,8 @@ async function exactGradientCase(seed: number): Promise<string[]> {
           const logits = await gpu.read(
             scope(() => noGrad(() => defense.logits(leaf(tx), plan.draw("eval")).value)),
           );
-          const ref = refDefense(nets, x, n, o, noise);
+          const kinks = { x0Margin: Infinity };
+          const ref = refDefense(nets, x, n, o, noise, kinks);
           assertClose(logits, ref, 1e-4, `purified logits ${what}`);
           // gradient of the summed cross-entropy with respect to the image, through every step
           const g = lossGradient(attackModel(defense, plan), tx, ty, "ce", 1);
@@ -126,8 +146,14 @@ async function exactGradientCase(seed: number): Promise<string[]> {
           const loss = () => ceRef(refDefense(nets, x, n, o, noise), labels, 10);
           const fd = finiteDiffAt(loss, x, coords, new F64(n).fill(1));
           const exact = coords.map((i) => grad[i]);
-          if (Math.hypot(...fd) < 1e-7) {
-            console.log(`${sampler} seed=${seed}: the clamp saturates, no gradient to compare; next draw`);
+          // an x0 within float32 rounding of the clip at +-1 makes float32 and float64 clip differently (seed
+          // 110669385: 3.9e-9 from it, gradient error 1.2e-4; seeds 1-3: 4e-5 or more, errors 2e-6 to 8e-6)
+          const onKink = kinks.x0Margin < 1e-5;
+          if (Math.hypot(...fd) < 1e-7 || onKink) {
+            const why = onKink
+              ? `an x0 lies ${kinks.x0Margin.toExponential(1)} from the clip`
+              : "the clamp saturates";
+            console.log(`${sampler} seed=${seed}: ${why}, no gradient to compare; next draw`);
             for (const t of [g.grad, g.loss, g.correct]) t.dispose();
             return;
           }
@@ -140,10 +166,7 @@ async function exactGradientCase(seed: number): Promise<string[]> {
           console.log(
             `${sampler}: exact gradient rel. error ${err.toExponential(2)}, BPDA ${bErr.toExponential(2)}`,
           );
-          // float32 through two reverse steps: 1e-6 to 2e-5 on most draws; seed 110669385 gives 1.2e-4 with
-          // its logits within 4e-8 and every coordinate within 3-4 digits. A dropped or wrong term is far
-          // larger (BPDA's gradient, which drops the purifier's Jacobian, is at 0.2 or more)
-          if (!(err < 1e-3)) throw new Error(`exact gradient ${what}: relative error ${err}`);
+          if (!(err < 1e-4)) throw new Error(`exact gradient ${what}: relative error ${err}`);
           if (!(bErr > 0.05)) throw new Error(`BPDA gradient unexpectedly close (${bErr}) ${what}`);
           for (const t of [g.grad, g.loss, g.correct, b.grad, b.loss, b.correct]) t.dispose();
         } finally {
