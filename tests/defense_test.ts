@@ -1,6 +1,7 @@
 import { assertClose, f32, freshSeed, randArray, relErr, rng, testGpu } from "./util.ts";
 import { type Arr, CpuOps, finiteDiffAt, someCoords, timestepEmbeddingRef } from "./nn_reference.ts";
 import { ceRef, type Nets, TINY_NETS, tinyDefenseNets } from "./attack_reference.ts";
+import { clipMargin, refStep } from "./diffusion_reference.ts";
 import { unetWalk } from "../src/nn/unet.ts";
 import { cnnWalk } from "../src/nn/classifier.ts";
 import { backward, leaf, noGrad } from "../src/autodiff/var.ts";
@@ -24,51 +25,23 @@ const tinyNets = (seed: number) => tinyDefenseNets(gpu, seed);
 
 // ---------------------------------------------------------------- the float64 pipeline
 
-/** How close the float64 pipeline came to a kink: the smallest distance of an unclipped x0 from +-1. */
-interface Kinks {
-  x0Margin: number;
-}
-
-/** One reverse step as diffusers writes it (clipped x0). */
-function refStep(
-  x: F64,
-  eps: F64,
-  z: F64 | null,
-  t: number,
-  tPrev: number,
-  rule: StepRule,
-  kinks: Kinks,
-): F64 {
-  const abar = sched.alphaBar[t], abarPrev = tPrev >= 0 ? sched.alphaBar[tPrev] : 1;
-  return x.map((xi, i) => {
-    const unclipped = (xi - Math.sqrt(1 - abar) * eps[i]) / Math.sqrt(abar);
-    kinks.x0Margin = Math.min(kinks.x0Margin, Math.abs(Math.abs(unclipped) - 1));
-    const x0 = Math.min(1, Math.max(-1, unclipped));
-    if (rule.sampler === "ddpm") {
-      const alpha = abar / abarPrev, beta = 1 - alpha;
-      const mean = Math.sqrt(abarPrev) * beta / (1 - abar) * x0 +
-        Math.sqrt(alpha) * (1 - abarPrev) / (1 - abar) * xi;
-      return mean + (t > 0 ? Math.sqrt(beta) * z![i] : 0); // fixed_large: variance beta
-    }
-    const epsClipped = (xi - Math.sqrt(abar) * x0) / Math.sqrt(1 - abar);
-    return Math.sqrt(abarPrev) * x0 + Math.sqrt(1 - abarPrev) * epsClipped; // eta 0
-  });
-}
-
-/** Logits of the purified classifier in float64 for images x in [0, 1] with a known noise set. */
+/**
+ * Logits of the purified classifier in float64 for images x in [0, 1] with a known noise set, and every
+ * step's unclipped x0.
+ */
 function refDefense(
   nets: Nets,
   x: F64,
   n: number,
   o: PurifierOptions,
   noise: { forward: F64; reverse: F64[] },
-  kinks: Kinks = { x0Margin: Infinity },
-): F64 {
+): { logits: F64; x0raws: F64[] } {
   const shape = [n, C, S, S];
   const ts: number[] = [];
   for (let t = o.tStar; t >= 0; t -= o.tStar / o.nfe) ts.push(t);
   const rule: StepRule = { sampler: o.sampler, variance: "fixed_large", eta: 0 };
   const ab = sched.alphaBar[o.tStar];
+  const x0raws: F64[] = [];
   let h: F64 = x.map((v, i) => Math.sqrt(ab) * (2 * v - 1) + Math.sqrt(1 - ab) * noise.forward[i]);
   ts.forEach((t, k) => {
     const c0 = UCFG.block_out_channels[0];
@@ -77,10 +50,12 @@ function refDefense(
       data: timestepEmbeddingRef(new Array(n).fill(t), c0, UCFG.flip_sin_to_cos, UCFG.freq_shift),
     };
     const eps = unetWalk(new CpuOps(nets.unetHost), UCFG, { shape, data: h }, tSin).data;
-    h = refStep(h, eps, noise.reverse[k] ?? null, t, ts[k + 1] ?? -1, rule, kinks);
+    const step = refStep(h, eps, noise.reverse[k] ?? null, t, ts[k + 1] ?? -1, rule);
+    x0raws.push(step.x0raw);
+    h = step.out;
   });
   const img = h.map((v) => Math.min(1, Math.max(0, 0.5 * v + 0.5)));
-  return cnnWalk(new CpuOps(nets.cnnHost), CCFG, { shape, data: img }).data;
+  return { logits: cnnWalk(new CpuOps(nets.cnnHost), CCFG, { shape, data: img }).data, x0raws };
 }
 
 async function readSet(set: NoiseSet): Promise<{ forward: F64; reverse: F64[] }> {
@@ -136,22 +111,21 @@ async function exactGradientCase(seed: number): Promise<string[]> {
           const logits = await gpu.read(
             scope(() => noGrad(() => defense.logits(leaf(tx), plan.draw("eval")).value)),
           );
-          const kinks = { x0Margin: Infinity };
-          const ref = refDefense(nets, x, n, o, noise, kinks);
-          assertClose(logits, ref, 1e-4, `purified logits ${what}`);
+          const ref = refDefense(nets, x, n, o, noise);
+          assertClose(logits, ref.logits, 1e-4, `purified logits ${what}`);
           // gradient of the summed cross-entropy with respect to the image, through every step
           const g = lossGradient(attackModel(defense, plan), tx, ty, "ce", 1);
           const grad = await gpu.read(g.grad);
           const coords = someCoords(x.length, 24, rng(seed + 4));
-          const loss = () => ceRef(refDefense(nets, x, n, o, noise), labels, 10);
+          const loss = () => ceRef(refDefense(nets, x, n, o, noise).logits, labels, 10);
           const fd = finiteDiffAt(loss, x, coords, new F64(n).fill(1));
           const exact = coords.map((i) => grad[i]);
           // an x0 within float32 rounding of the clip at +-1 makes float32 and float64 clip differently (seed
           // 110669385: 3.9e-9 from it, gradient error 1.2e-4; seeds 1-3: 4e-5 or more, errors 2e-6 to 8e-6)
-          const onKink = kinks.x0Margin < 1e-5;
+          const margin = clipMargin(ref.x0raws), onKink = margin < 1e-5;
           if (Math.hypot(...fd) < 1e-7 || onKink) {
             const why = onKink
-              ? `an x0 lies ${kinks.x0Margin.toExponential(1)} from the clip`
+              ? `an x0 lies ${margin.toExponential(1)} from the clip`
               : "the clamp saturates";
             console.log(`${sampler} seed=${seed}: ${why}, no gradient to compare; next draw`);
             for (const t of [g.grad, g.loss, g.correct]) t.dispose();

@@ -1,4 +1,5 @@
 import { assertClose, f32, finiteDiff, freshSeed, randArray, randn, relErr, testGpu } from "./util.ts";
+import { clipMargin, refStep } from "./diffusion_reference.ts";
 import { backward, constant, leaf, type Var } from "../src/autodiff/var.ts";
 import * as ad from "../src/autodiff/elementwise.ts";
 import { ShapeError } from "../src/gpu/errors.ts";
@@ -48,39 +49,6 @@ const fakeModel: EpsModel = (x: Var, t: Tensor): Var => {
 };
 const fakeModelRef = (x: F64, t: number): F64 => x.map((v) => 0.3 * v + 0.1 * Math.tanh(v) * (t / 1000));
 
-/** One step, written as diffusers writes it (not as the kernel's rearranged coefficients). */
-function refStep(
-  x: F64,
-  eps: F64,
-  z: F64 | null,
-  t: number,
-  tPrev: number,
-  rule: StepRule,
-  clip = true,
-): { out: F64; x0raw: F64 } {
-  const abar = sched.alphaBar[t], abarPrev = tPrev >= 0 ? sched.alphaBar[tPrev] : 1;
-  const out = new F64(x.length), x0raw = new F64(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const raw = (x[i] - Math.sqrt(1 - abar) * eps[i]) / Math.sqrt(abar);
-    x0raw[i] = raw;
-    const x0 = clip ? Math.min(1, Math.max(-1, raw)) : raw;
-    if (rule.sampler === "ddpm") {
-      const currentAlpha = abar / abarPrev, currentBeta = 1 - currentAlpha;
-      const mean = (Math.sqrt(abarPrev) * currentBeta / (1 - abar)) * x0 +
-        (Math.sqrt(currentAlpha) * (1 - abarPrev) / (1 - abar)) * x[i];
-      const small = Math.max((1 - abarPrev) / (1 - abar) * currentBeta, 1e-20);
-      const variance = rule.variance === "fixed_small" ? small : currentBeta;
-      out[i] = mean + (t > 0 ? Math.sqrt(variance) * z![i] : 0);
-    } else {
-      const epsClipped = (x[i] - Math.sqrt(abar) * x0) / Math.sqrt(1 - abar);
-      const std = rule.eta * Math.sqrt((1 - abarPrev) / (1 - abar) * (1 - abar / abarPrev));
-      out[i] = Math.sqrt(abarPrev) * x0 + Math.sqrt(1 - abarPrev - std * std) * epsClipped +
-        (rule.eta > 0 ? std * z![i] : 0);
-    }
-  }
-  return { out, x0raw };
-}
-
 /** The reverse chain with the fake model; also returns every step's unclipped x0. */
 function refReverse(
   xT: F64,
@@ -107,9 +75,6 @@ function refQSample(x0: F64, ts: readonly number[], noise: F64): F64 {
   });
 }
 
-/** The smallest distance of any unclipped x0 from the clip bounds +-1. */
-const clipMargin = (x0raws: readonly F64[]) =>
-  Math.min(...x0raws.map((a) => a.reduce((m, v) => Math.min(m, Math.abs(Math.abs(v) - 1)), Infinity)));
 const clippedCount = (x0raws: readonly F64[]) =>
   x0raws.reduce((n, a) => n + a.filter((v) => Math.abs(v) > 1).length, 0);
 
