@@ -236,9 +236,10 @@ Deno.test("undefended linear classifier: PGD fools every sample that can provabl
     const y = gpu.tensor(labels);
     if (await accuracyOf(model, tx, y) !== 1) throw new Error(`clean accuracy below 1 seed=${seed}`);
     for (const [norm, eps] of [["linf", 0.1], ["l2", 1.0]] as [Norm, number][]) {
-      // PGD follows the loss, not the nearest boundary: it must fool every sample foolable with a 20% margin
-      // (0.8 eps), and none that no perturbation within eps can fool
-      const foolable = linearFoolable(m, x, labels, norm, 0.8 * eps);
+      // PGD follows the loss, not the nearest boundary: over 200 seeds the smallest budget at which it left
+      // a foolable sample was 0.80 eps (Linf) and 0.74 eps (L2; seed 1592301633 missed one at 0.8). It must
+      // fool every sample foolable at 0.6 eps, and none that no perturbation within eps can fool
+      const foolable = linearFoolable(m, x, labels, norm, 0.6 * eps);
       const possible = linearFoolable(m, x, labels, norm, eps);
       const adv = await pgd(model, tx, y, {
         norm,
